@@ -1,0 +1,402 @@
+"""The build stage: from a tag to verified bundles for every platform.
+
+Order matters for safety: every platform is resolved before anything is installed (a missing
+aarch64 wheel refuses the whole build before x86_64 writes a byte), every platform is built
+and verified in a private staging folder, and only then are all of them moved into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from release import __version__
+from release.build import manifest as mf
+from release.build.layout import META_DIR, install, platform_dir, site_packages
+from release.build.resolve import Lock, compile_lock
+from release.build.smoke import run_smoke, top_level_modules
+from release.build.source import ProductSource, build_wheel, resolve_source
+from release.build.tarball import write_tarball
+from release.build.uvtool import uv_version
+from release.config import Product, ReleaseConfig
+from release.errors import BadInput, InfrastructureError
+from release.progress import Progress
+from release.version import ReleaseVersion, parse_version_arg
+
+#: Bump when the bundle layout changes, so older cached bundles are rebuilt.
+LAYOUT_VERSION = 1
+SUMS_NAME = "SHA256SUMS"
+LOCK_WAIT_S = 600
+
+
+@dataclass
+class PlatformBundle:
+    platform: str
+    tree: Path
+    tarball: Path
+    tarball_sha256: str
+    manifest_sha256: str
+    distributions: int
+    files: int
+    size: int
+    elf_files: int
+    seconds: float
+    cached: bool
+    smoke: str = "skipped"
+    smoke_detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "platform": self.platform,
+            "tree": str(self.tree),
+            "tarball": str(self.tarball),
+            "tarball_sha256": self.tarball_sha256,
+            "manifest_sha256": self.manifest_sha256,
+            "distributions": self.distributions,
+            "files": self.files,
+            "size": self.size,
+            "elf_files": self.elf_files,
+            "seconds": round(self.seconds, 3),
+            "cached": self.cached,
+            "smoke": self.smoke,
+            "smoke_detail": self.smoke_detail,
+        }
+
+
+@dataclass
+class BuildReport:
+    product: str
+    version: ReleaseVersion
+    source: ProductSource
+    out: Path
+    bundles: list[PlatformBundle] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def version_dir(self) -> Path:
+        return self.out / self.version.tag
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "product": self.product,
+            "version": str(self.version),
+            "tag": self.version.tag,
+            "source": self.source.as_dict(),
+            "out": str(self.version_dir),
+            "sums": str(self.version_dir / SUMS_NAME),
+            "seconds": round(self.seconds, 3),
+            "platforms": [bundle.as_dict() for bundle in self.bundles],
+        }
+
+
+def _tarball_name(product: str, tag: str, arch: str) -> str:
+    return f"{product}-{tag}-{platform_dir(arch)}.tar.gz"
+
+
+def _bundle_key(lock: Lock, source: ProductSource, product: Product, level: int) -> str:
+    payload = {
+        "lock": lock.sha256,
+        "python": product.python,
+        "source": source.as_dict(),
+        "smoke": list(product.smoke_imports or ()),
+        "compression": level,
+        "layout": LAYOUT_VERSION,
+        "builder": __version__,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def check_writable(out: Path) -> None:
+    """Refuse an unwritable output before any work, naming the folder that blocks it."""
+    probe = out
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise BadInput(f"{probe} is a file, not a folder", fix="choose another --out")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise BadInput(
+            f"cannot write to {probe}",
+            fix="choose a writable --out, or fix the permissions of that folder",
+        )
+
+
+def read_sums(path: Path) -> dict[str, str]:
+    sums: dict[str, str] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            digest, _, name = line.partition("  ")
+            if name:
+                sums[name] = digest
+    return sums
+
+
+def _write_sums(path: Path, sums: dict[str, str]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text("".join(f"{sums[name]}  {name}\n" for name in sorted(sums)), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+@contextlib.contextmanager
+def _build_lock(cache_dir: Path, target: Path) -> Iterator[None]:
+    """One build per output version at a time; a second one waits, bounded."""
+    locks = cache_dir / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:16]
+    with (locks / f"build-{key}.lock").open("w") as handle:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise InfrastructureError(
+                        f"another build of {target} has held its lock for {LOCK_WAIT_S}s"
+                    ) from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cached(
+    version_dir: Path, arch: str, key: str, tarball: Path, sums: dict[str, str], seconds_from: float
+) -> PlatformBundle | None:
+    """A finished bundle for the same key, still intact: reuse it instead of rebuilding."""
+    tree = version_dir / platform_dir(arch)
+    manifest = mf.read_manifest(tree)
+    if manifest is None or manifest.get("bundle_key") != key or not tarball.is_file():
+        return None
+    manifest_rel = f"{platform_dir(arch)}/{META_DIR}/{mf.MANIFEST_NAME}"
+    if sums.get(tarball.name) is None or sums.get(manifest_rel) != _sha256(mf.manifest_path(tree)):
+        return None
+    if not mf.quick_check(tree, manifest) or _sha256(tarball) != sums[tarball.name]:
+        return None
+    return PlatformBundle(
+        platform=arch,
+        tree=tree,
+        tarball=tarball,
+        tarball_sha256=sums[tarball.name],
+        manifest_sha256=sums[manifest_rel],
+        distributions=len(manifest["distributions"]),
+        files=manifest["totals"]["files"],
+        size=manifest["totals"]["bytes"],
+        elf_files=manifest["totals"]["elf_files"],
+        seconds=time.monotonic() - seconds_from,
+        cached=True,
+        smoke=manifest.get("smoke", {}).get("status", "skipped"),
+        smoke_detail=manifest.get("smoke", {}).get("detail", ""),
+    )
+
+
+def _build_one(
+    staging: Path,
+    name: str,
+    product: Product,
+    source: ProductSource,
+    lock: Lock,
+    key: str,
+    level: int,
+    progress: Progress,
+    started: float,
+) -> PlatformBundle:
+    arch = lock.platform
+    tree = staging / platform_dir(arch)
+    progress.step(arch, "installing wheels")
+    install(lock, source, product.python, tree)
+    progress.step(arch, "hashing files, checking ELF headers")
+    manifest_rel = f"{META_DIR}/{mf.MANIFEST_NAME}"
+    scan = mf.scan_tree(tree, arch, skip=frozenset({manifest_rel}))
+    mf.raise_wrong_arch(scan, arch, tree)
+    site = tree / site_packages(product.python)
+    dists = mf.distributions(site)
+    progress.step(arch, "smoke test")
+    modules = (
+        list(product.smoke_imports)
+        if product.smoke_imports is not None
+        else (top_level_modules(site, source.distribution))
+    )
+    smoke = run_smoke(tree, arch, product.python, modules)
+    manifest = {
+        "schema": mf.SCHEMA,
+        "product": name,
+        "version": str(source.version),
+        "tag": source.version.tag,
+        "platform": arch,
+        "python_platform": lock.python_platform,
+        "python": product.python,
+        "source": source.as_dict(),
+        "lock_sha256": lock.sha256,
+        "bundle_key": key,
+        "builder": {"dirac-release": __version__, "uv": uv_version(), "layout": LAYOUT_VERSION},
+        "distributions": dists,
+        "files": scan.files,
+        "totals": {
+            "files": len(scan.files),
+            "bytes": scan.total_bytes,
+            "elf_files": scan.elf_files,
+        },
+        "smoke": {"status": smoke.status, "detail": smoke.detail},
+    }
+    text = mf.dump(manifest)
+    mf.manifest_path(tree).write_text(text, encoding="utf-8")
+    progress.step(arch, "packing tarball")
+    tarball = staging / _tarball_name(name, source.version.tag, arch)
+    digest = write_tarball(
+        tree, f"{source.version.tag}/{platform_dir(arch)}", tarball, source.source_date_epoch, level
+    )
+    return PlatformBundle(
+        platform=arch,
+        tree=tree,
+        tarball=tarball,
+        tarball_sha256=digest,
+        manifest_sha256=hashlib.sha256(text.encode()).hexdigest(),
+        distributions=len(dists),
+        files=len(scan.files),
+        size=scan.total_bytes,
+        elf_files=scan.elf_files,
+        seconds=time.monotonic() - started,
+        cached=False,
+        smoke=smoke.status,
+        smoke_detail=smoke.detail,
+    )
+
+
+def _clean_stale_staging(out: Path) -> None:
+    """Remove staging folders of builds whose process is gone (a crash or SIGKILL)."""
+    for stale in out.glob(".staging-*"):
+        pid = stale.name.split("-")[1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _commit(staging: Path, version_dir: Path, built: list[PlatformBundle]) -> list[PlatformBundle]:
+    """Move finished bundles into place: tree, then tarball, then SHA256SUMS (the commit mark)."""
+    version_dir.mkdir(parents=True, exist_ok=True)
+    sums_path = version_dir / SUMS_NAME
+    sums = read_sums(sums_path)
+    placed = []
+    for bundle in built:
+        final_tree = version_dir / bundle.tree.name
+        final_tarball = version_dir / bundle.tarball.name
+        if final_tree.exists():
+            final_tree.rename(staging / f"old-{bundle.tree.name}")
+        bundle.tree.rename(final_tree)
+        bundle.tarball.replace(final_tarball)
+        sums[final_tarball.name] = bundle.tarball_sha256
+        sums[f"{final_tree.name}/{META_DIR}/{mf.MANIFEST_NAME}"] = bundle.manifest_sha256
+        bundle.tree, bundle.tarball = final_tree, final_tarball
+        placed.append(bundle)
+    _write_sums(sums_path, sums)
+    return placed
+
+
+def build_release(
+    config: ReleaseConfig,
+    *,
+    version: str,
+    product_name: str | None = None,
+    platform: str = "all",
+    out: Path | None = None,
+    allow_dirty: bool = False,
+    refresh: bool = False,
+    progress: Progress | None = None,
+) -> BuildReport:
+    """Build (or reuse) the bundles of one product version for the chosen platforms."""
+    started = time.monotonic()
+    progress = progress or Progress(enabled=False)
+    name, product = config.product(product_name)
+    release_version = parse_version_arg(version)
+    arches = config.platform_names(platform)
+    out = (out or config.resolve_path(config.build.out)).absolute()
+    check_writable(out)
+    cache_dir = config.resolve_path(config.build.cache_dir)
+    if refresh:
+        shutil.rmtree(cache_dir / "locks", ignore_errors=True)
+
+    source = resolve_source(config, name, product, release_version, allow_dirty=allow_dirty)
+    for arch in arches:
+        progress.step(arch, f"building the {name} wheel" if source.kind == "git" else "resolving")
+    source = build_wheel(source, product, cache_dir)
+    report = BuildReport(product=name, version=release_version, source=source, out=out)
+    level = config.build.compression_level
+
+    def lock_for(arch: str) -> Lock:
+        progress.step(arch, "resolving")
+        return compile_lock(source, product, arch, config.platforms[arch], cache_dir)  # type: ignore[index]
+
+    jobs = min(config.build.jobs, len(arches))
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        locks = list(pool.map(lock_for, arches))
+
+    version_dir = out / release_version.tag
+    created_out = not out.exists()
+    with _build_lock(cache_dir, version_dir):
+        sums = read_sums(version_dir / SUMS_NAME)
+        todo: list[tuple[Lock, str]] = []
+        for lock in locks:
+            key = _bundle_key(lock, source, product, level)
+            tarball = version_dir / _tarball_name(name, release_version.tag, lock.platform)
+            hit = (
+                None
+                if refresh
+                else _cached(version_dir, lock.platform, key, tarball, sums, started)
+            )
+            if hit is not None:
+                progress.done(lock.platform, "cached")
+                report.bundles.append(hit)
+            else:
+                todo.append((lock, key))
+        if todo:
+            out.mkdir(parents=True, exist_ok=True)
+            _clean_stale_staging(out)
+            staging = Path(tempfile.mkdtemp(dir=out, prefix=f".staging-{os.getpid()}-"))
+            try:
+                with ThreadPoolExecutor(max_workers=jobs) as pool:
+                    futures = [
+                        pool.submit(
+                            _build_one,
+                            staging,
+                            name,
+                            product,
+                            source,
+                            lock,
+                            key,
+                            level,
+                            progress,
+                            started,
+                        )
+                        for lock, key in todo
+                    ]
+                    built = [future.result() for future in futures]
+                report.bundles.extend(_commit(staging, version_dir, built))
+                for bundle in built:
+                    progress.done(bundle.platform, "done")
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                if created_out:
+                    shutil.rmtree(out, ignore_errors=True)
+                raise
+            shutil.rmtree(staging, ignore_errors=True)
+    report.bundles.sort(key=lambda bundle: arches.index(bundle.platform))  # type: ignore[arg-type]
+    report.seconds = time.monotonic() - started
+    return report

@@ -1,0 +1,90 @@
+"""Locking: resolve the product and its dependencies for one target platform, with hashes.
+
+The lock is the identity of a bundle: two builds with the same lock install the same bytes,
+so the lock's digest keys the bundle cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from release.build.source import ProductSource
+from release.build.uvtool import run_uv, uv_env, uv_version
+from release.config import Platform, Product
+
+
+@dataclass(frozen=True)
+class Lock:
+    platform: str
+    python_platform: str
+    text: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    def pins(self) -> dict[str, str]:
+        """name -> version of every locked distribution."""
+        pins: dict[str, str] = {}
+        for line in self.text.splitlines():
+            if "==" in line and not line.startswith((" ", "#")):
+                name, _, rest = line.partition("==")
+                pins[name.strip()] = rest.split()[0].rstrip("\\").strip().split(";")[0]
+        return pins
+
+
+def inputs_fingerprint(
+    source: ProductSource, product: Product, arch: str, platform: Platform
+) -> str:
+    """Everything that decides the lock. With exclude-newer fixed, equal inputs give equal locks."""
+    payload = {
+        "source": source.as_dict(),
+        "version": str(source.version),
+        "wheel": source.wheel_sha256,
+        "requirements": list(product.requirements),
+        "python": product.python,
+        "platform": platform.python_platform(arch),
+        "uv": uv_version(),
+        "format": 1,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def compile_lock(
+    source: ProductSource, product: Product, arch: str, platform: Platform, cache_dir: Path
+) -> Lock:
+    """Resolve for `arch` on this machine, wheels only; cached when the inputs pin the index date."""
+    python_platform = platform.python_platform(arch)
+    cached = None
+    if source.exclude_newer:
+        key = inputs_fingerprint(source, product, arch, platform)
+        cached = cache_dir / "locks" / f"{key}.lock"
+        if cached.is_file():
+            return Lock(arch, python_platform, cached.read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory(prefix="dirac-release-lock-") as tmp:
+        work = Path(tmp)
+        (work / "requirements.in").write_text(
+            "\n".join([source.requirement, *product.requirements]) + "\n", encoding="utf-8"
+        )
+        args = [
+            "pip", "compile", "requirements.in", "--no-config", "--quiet", "--no-header",
+            "--generate-hashes", "--only-binary", ":all:",
+            "--python-platform", python_platform, "--python-version", product.python,
+            "--output-file", "requirements.lock",
+        ]  # fmt: skip
+        if source.exclude_newer:
+            args += ["--exclude-newer", source.exclude_newer]
+        if source.find_links is not None:
+            args += ["--find-links", str(source.find_links)]
+        run_uv(args, cwd=work, env=uv_env(), what=f"resolving for {arch}", platform=arch)
+        text = (work / "requirements.lock").read_text(encoding="utf-8")
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp_file = cached.with_suffix(f".tmp{id(text)}")
+        tmp_file.write_text(text, encoding="utf-8")
+        tmp_file.replace(cached)
+    return Lock(arch, python_platform, text)

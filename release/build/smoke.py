@@ -1,0 +1,107 @@
+"""Import smoke tests: does the bundle's code load on its own architecture?
+
+The x86_64 bundle runs natively when this machine's Python has the runtime's version; the
+aarch64 bundle runs under qemu-user when an aarch64 root filesystem with that Python is given
+(DIRAC_RELEASE_AARCH64_SYSROOT). Where neither is possible the test is reported as skipped,
+never as passed.
+"""
+
+from __future__ import annotations
+
+import os
+import platform as host_platform
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from release.build.layout import site_packages
+from release.errors import CheckFailed
+
+SYSROOT_ENV = "DIRAC_RELEASE_AARCH64_SYSROOT"
+TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    status: str  # "passed" | "skipped"
+    detail: str
+
+
+def _command(arch: str, python: str) -> tuple[list[str] | None, str]:
+    if arch == host_platform.machine():
+        if f"{sys.version_info.major}.{sys.version_info.minor}" == python:
+            return [sys.executable, "-I"], "native"
+        found = shutil.which(f"python{python}")
+        if found:
+            return [found, "-I"], "native"
+        return None, f"no python{python} on this machine"
+    if arch == "aarch64":
+        sysroot = os.environ.get(SYSROOT_ENV)
+        qemu = shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
+        if not sysroot:
+            return None, f"set {SYSROOT_ENV} to an aarch64 root filesystem with python{python}"
+        if not qemu:
+            return None, "qemu-user is not installed (apt-get install qemu-user-static)"
+        interpreter = Path(sysroot) / "usr" / "bin" / f"python{python}"
+        if not interpreter.exists():
+            return None, f"{interpreter} does not exist"
+        return [qemu, "-L", sysroot, str(interpreter), "-I"], f"qemu-user with {interpreter}"
+    return None, f"cannot run {arch} code here"
+
+
+def run_smoke(tree: Path, arch: str, python: str, modules: list[str]) -> SmokeResult:
+    """Import `modules` from the bundle with the bundle's Python, on its own architecture."""
+    command, how = _command(arch, python)
+    if command is None or not modules:
+        return SmokeResult("skipped", how if command is None else "nothing to import")
+    site = tree / site_packages(python)
+    code = (
+        "import site, sys; sys.path.insert(0, sys.argv[1]); site.addsitedir(sys.argv[1]); "
+        "import importlib; [importlib.import_module(m) for m in sys.argv[2:]]"
+    )
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LC_ALL": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    try:
+        proc = subprocess.run(
+            [*command, "-c", code, str(site), *modules],
+            capture_output=True, text=True, env=env, timeout=TIMEOUT_S, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise CheckFailed(
+            f"import smoke test of the {arch} bundle timed out after {TIMEOUT_S}s"
+        ) from None
+    if proc.returncode != 0:
+        raise CheckFailed(
+            f"import smoke test of the {arch} bundle failed ({how})",
+            where=str(tree),
+            fix="\n".join(proc.stderr.strip().splitlines()[-8:]),
+        )
+    return SmokeResult("passed", f"imported {', '.join(modules)} ({how})")
+
+
+def top_level_modules(site: Path, distribution: str) -> list[str]:
+    """Import names a distribution provides, from its RECORD."""
+    from packaging.utils import canonicalize_name
+
+    wanted = canonicalize_name(distribution)
+    for info in site.glob("*.dist-info"):
+        if canonicalize_name(info.name.rsplit("-", 1)[0]) != wanted:
+            continue
+        names: set[str] = set()
+        for line in (info / "RECORD").read_text(encoding="utf-8").splitlines():
+            first = line.split(",")[0].split("/")[0]
+            if first.endswith(".py") and "/" not in line.split(",")[0]:
+                names.add(first.removesuffix(".py"))
+            elif (
+                "/" in line.split(",")[0]
+                and not first.endswith((".dist-info", ".data"))
+                and first != ".."
+            ):
+                names.add(first)
+        return sorted(n for n in names if n.isidentifier())
+    return []

@@ -1,0 +1,281 @@
+"""The `dirac-release` command: parse, call one stage, map typed errors to exit codes.
+
+Kept thin and fast: only argparse is imported at start; each command imports its stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from release import __version__
+from release.errors import EXIT_BAD_INPUT, EXIT_INFRASTRUCTURE, BadInput, ReleaseError
+
+if TYPE_CHECKING:
+    from release.config import ReleaseConfig
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _load(args: argparse.Namespace) -> ReleaseConfig:
+    from release.config import load_config
+
+    return load_config(args.config)
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    """Validate a tag, or read the release facts of a repository."""
+    from release import gitinfo, version
+    from release.output import print_json, table
+
+    branch = args.branch
+    if args.repo is None:
+        if args.tag is None:
+            raise BadInput("give --tag TAG to check a tag, or --repo PATH to read a repository")
+        info: dict[str, Any] = {"tag": args.tag}
+        release_version = version.parse_tag(args.tag)
+    else:
+        if args.next:
+            latest = gitinfo.latest_tag(args.repo, branch)
+            if latest is None:
+                raise BadInput(
+                    f"no release tag is reachable from {branch or 'HEAD'} in {args.repo}",
+                    fix="tag the first release by hand, e.g. git tag -a v1.0.0a1 -m v1.0.0a1",
+                )
+            release_version = version.next_version(latest.version)
+            info = {
+                "tag": release_version.tag,
+                "previous_tag": latest.tag,
+                "from_commit": latest.commit,
+            }
+        else:
+            tag = args.tag
+            if tag is None:
+                latest = gitinfo.latest_tag(args.repo, branch)
+                if latest is None:
+                    raise BadInput(
+                        f"no release tag is reachable from {branch or 'HEAD'} in {args.repo}"
+                    )
+                tag = latest.tag
+            facts = gitinfo.read_tag(args.repo, tag)
+            release_version = facts.version
+            info = facts.as_dict()
+    version.check_branch(release_version, branch)
+    info.update(
+        {
+            "version": str(release_version),
+            "prerelease": release_version.is_prerelease,
+            "channels": [str(channel) for channel in release_version.channels],
+            "branch": branch,
+        }
+    )
+    if args.json:
+        print_json(info)
+    else:
+        rows = [
+            [key, ", ".join(value) if isinstance(value, list) else str(value)]
+            for key, value in info.items()
+            if value is not None
+        ]
+        table(f"Release {release_version.tag}", ["", ""], rows)
+    return 0
+
+
+def report_build(report: Any, as_json: bool) -> None:
+    from release.output import human_size, markdown_table, print_json, step_summary, table
+
+    data = report.as_dict()
+    if as_json:
+        print_json(data)
+        return
+    columns = ["platform", "distributions", "files", "size", "tarball sha256", "seconds", "smoke"]
+    rows = [
+        [
+            f"Linux-{b['platform']}",
+            str(b["distributions"]),
+            str(b["files"]),
+            human_size(b["size"]),
+            b["tarball_sha256"],
+            f"{b['seconds']:.1f}" + (" (cached)" if b["cached"] else ""),
+            b["smoke"],
+        ]
+        for b in data["platforms"]
+    ]
+    table(f"{data['product']} {data['tag']} → {data['out']}", columns, rows)
+    step_summary(
+        f"### Build of {data['product']} {data['tag']}\n\n" + markdown_table(columns, rows)
+    )
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build the bundles of one version for x86_64 and aarch64."""
+    from release.build import build_release
+    from release.progress import Progress
+
+    config = _load(args)
+    with Progress(enabled=not args.json, steps=5) as progress:
+        report = build_release(
+            config,
+            version=args.version,
+            product_name=args.product,
+            platform=args.platform,
+            out=args.out,
+            allow_dirty=args.allow_dirty,
+            refresh=args.refresh,
+            progress=progress,
+        )
+    report_build(report, args.json)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The whole pipeline on one machine, on the embedded demo product."""
+    from release.demo import run_demo
+
+    return run_demo(workdir=args.workdir, until=args.until, as_json=args.json)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Check a release.toml and show what it resolves to."""
+    from release.output import print_json, table
+
+    config = _load(args)
+    data = config.model_dump(mode="json")
+    if args.json:
+        print_json(data)
+        return 0
+    rows = []
+    for name, product in config.products.items():
+        source = product.source
+        where = getattr(source, "git", None) or f"index: {getattr(source, 'index', '')}"
+        rows.append(
+            [
+                name,
+                product.distribution_name(name),
+                where,
+                product.python,
+                ", ".join(product.requirements),
+            ]
+        )
+    table(
+        f"{config.path}: valid",
+        ["product", "distribution", "source", "python", "requirements"],
+        rows,
+    )
+    platforms = [[arch, p.python_platform(arch)] for arch, p in config.platforms.items()]
+    table("platforms", ["platform", "resolves for"], platforms)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dirac-release",
+        description="Build, publish, deploy, certify and promote DIRAC-family releases.",
+        epilog="Exit codes: 0 success, 1 a check failed, 2 bad input or configuration, "
+        "3 infrastructure failure.",
+    )
+    parser.add_argument(
+        "-V", "--version-info", action="version", version=f"dirac-release {__version__}"
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path("release.toml"),
+        help="release configuration (default: ./release.toml)",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=handler.__doc__)
+        command.set_defaults(handler=handler)
+        command.add_argument(
+            "--json",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="machine-readable output on stdout",
+        )
+        return command
+
+    version = add(
+        "version",
+        cmd_version,
+        "check a tag, read a repository's release facts, or compute the next tag",
+    )
+    version.add_argument("--repo", type=Path, help="a git repository to read tags from")
+    group = version.add_mutually_exclusive_group()
+    group.add_argument("--tag", help="the tag to check or read, e.g. v9.0.0a29")
+    group.add_argument(
+        "--next", action="store_true", help="the tag that follows the latest release tag"
+    )
+    version.add_argument(
+        "--branch", help="apply the branch rules of this branch (integration, rel-vXrY)"
+    )
+
+    build = add("build", cmd_build, "build the release bundles for x86_64 and aarch64")
+    build.add_argument(
+        "--version", required=True, help="the version or tag to build, e.g. v9.0.0a29"
+    )
+    build.add_argument("--product", help="which product of release.toml (default: the only one)")
+    build.add_argument("--platform", default="all", help="x86_64, aarch64 or all (default)")
+    build.add_argument(
+        "--out", type=Path, help="output folder (default: build.out of release.toml)"
+    )
+    build.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="build even if the product's work tree has uncommitted changes",
+    )
+    build.add_argument("--refresh", action="store_true", help="ignore cached locks and bundles")
+
+    demo = add("demo", cmd_demo, "run the pipeline on the embedded demo product")
+    demo.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("dirac-release-demo"),
+        help="where the demo keeps its repository and outputs (default: ./dirac-release-demo)",
+    )
+    demo.add_argument(
+        "--until",
+        choices=["version", "build"],
+        default="build",
+        help="stop after this stage (default: the last one that exists)",
+    )
+
+    add("config", cmd_config, "validate release.toml and show what it resolves to")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return int(args.handler(args))
+    except ReleaseError as error:
+        _report_error(error, args.json)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: nothing was moved into place", file=sys.stderr)
+        return 130
+    except OSError as error:
+        wrapped = ReleaseError(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
+        _report_error(wrapped, args.json)
+        return EXIT_INFRASTRUCTURE
+
+
+def _report_error(error: ReleaseError, as_json: bool) -> None:
+    if as_json:
+        from release.output import print_json
+
+        print_json(error.as_dict())
+    print(f"error: {error.render()}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,368 @@
+"""The one options resolver: release.toml plus DIRAC_RELEASE_* overrides into frozen models.
+
+Every stage takes a `ReleaseConfig`, never raw TOML, so a typo is caught once, up front, with
+the file, the key, what is wrong and an example of a right value, before anything is built or
+touched.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from release.errors import ConfigError
+
+PlatformName = Literal["x86_64", "aarch64"]
+KNOWN_PLATFORMS: tuple[PlatformName, ...] = ("x86_64", "aarch64")
+DEFAULT_CONFIG_NAME = "release.toml"
+
+#: Right values shown next to an error, keyed by the last element of the key path.
+EXAMPLES: dict[str, str] = {
+    "git": 'source = { git = "https://github.com/DIRACGrid/DIRAC.git" }',
+    "index": 'source = { index = "diracx" }',
+    "source": 'source = { git = "../MyVODIRAC" }  or  source = { index = "diracx" }',
+    "subdirectory": 'subdirectory = "src/python"',
+    "distribution": 'distribution = "DIRAC"',
+    "python": 'python = "3.11"',
+    "requirements": 'requirements = ["diracx-client==0.7.0", "gfal2-python>=1.12"]',
+    "exclude_newer": 'exclude_newer = "commit"  or  exclude_newer = 2026-10-01T00:00:00Z',
+    "glibc": 'glibc = "2.28"',
+    "platforms": '[platforms.x86_64]\nglibc = "2.28"\n\n[platforms.aarch64]\nglibc = "2.28"',
+    "products": '[products.DIRAC]\nsource = { git = "https://github.com/DIRACGrid/DIRAC.git" }',
+    "out": 'out = "dist"',
+    "cache_dir": 'cache_dir = "~/.cache/dirac-release"',
+    "compression_level": "compression_level = 6",
+    "jobs": "jobs = 2",
+    "smoke_imports": 'smoke_imports = ["DIRAC", "M2Crypto"]',
+}
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GitSource(_Frozen):
+    """A product built from a tag of a git repository (a local path or any git URL)."""
+
+    git: str = Field(min_length=1)
+    subdirectory: str | None = None
+
+    @field_validator("subdirectory")
+    @classmethod
+    def _relative(cls, value: str | None) -> str | None:
+        if value is not None and (value.startswith("/") or ".." in Path(value).parts):
+            raise ValueError("must be a path inside the repository, without '..'")
+        return value
+
+    @property
+    def kind(self) -> Literal["git"]:
+        return "git"
+
+
+class IndexSource(_Frozen):
+    """A product taken as released on the package index, by distribution name."""
+
+    index: str = Field(min_length=1)
+
+    @property
+    def kind(self) -> Literal["index"]:
+        return "index"
+
+
+class Product(_Frozen):
+    """One thing we release: DIRAC, DiracX, or a VO extension."""
+
+    source: GitSource | IndexSource
+    distribution: str | None = None
+    python: str = "3.11"
+    requirements: tuple[str, ...] = ()
+    exclude_newer: datetime | Literal["commit"] | None = "commit"
+    smoke_imports: tuple[str, ...] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_source(cls, data: Any) -> Any:
+        source = data.get("source") if isinstance(data, Mapping) else None
+        if isinstance(source, Mapping):
+            kinds = [key for key in ("git", "index") if key in source]
+            if len(kinds) != 1:
+                raise ValueError(
+                    "source: give exactly one of 'git' (build a tag into a wheel) "
+                    "or 'index' (a released distribution)"
+                )
+        return data
+
+    @field_validator("python")
+    @classmethod
+    def _python(cls, value: str) -> str:
+        if not re.fullmatch(r"3\.(1[1-9]|[2-9]\d)", value):
+            raise ValueError(f"{value!r} is not a supported runtime Python (3.11 or newer)")
+        return value
+
+    @field_validator("requirements")
+    @classmethod
+    def _requirements(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from packaging.requirements import InvalidRequirement, Requirement
+
+        for item in value:
+            try:
+                req = Requirement(item)
+            except InvalidRequirement as exc:
+                raise ValueError(f"{item!r} is not a valid requirement ({exc})") from None
+            if req.url:
+                raise ValueError(
+                    f"{item!r}: direct URLs cannot be locked reproducibly; pin a version"
+                )
+        return value
+
+    @field_validator("exclude_newer")
+    @classmethod
+    def _aware(cls, value: datetime | str | None) -> datetime | str | None:
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    def distribution_name(self, product_name: str) -> str:
+        if self.distribution:
+            return self.distribution
+        if isinstance(self.source, IndexSource):
+            return self.source.index
+        return product_name
+
+
+class Platform(_Frozen):
+    """A target architecture and the glibc baseline its wheels may need (manylinux)."""
+
+    glibc: str = "2.28"
+
+    @field_validator("glibc")
+    @classmethod
+    def _glibc(cls, value: str) -> str:
+        match = re.fullmatch(r"2\.(\d+)", value)
+        if not match or int(match.group(1)) < 17:
+            raise ValueError(f"{value!r} is not a manylinux glibc baseline (2.17 or newer)")
+        return value
+
+    def python_platform(self, arch: str) -> str:
+        """The target triple uv resolves for, e.g. aarch64-manylinux_2_28."""
+        return f"{arch}-manylinux_{self.glibc.replace('.', '_')}"
+
+
+def _default_cache() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "dirac-release")
+
+
+class BuildSettings(_Frozen):
+    """Where bundles go and how they are packed."""
+
+    out: str = "dist"
+    cache_dir: str = Field(default_factory=_default_cache)
+    compression_level: int = Field(default=6, ge=0, le=9)
+    jobs: int = Field(default=2, ge=1, le=16)
+
+
+class ReleaseConfig(_Frozen):
+    """A validated release.toml. `path` is where it came from, for messages and relative paths."""
+
+    products: dict[str, Product]
+    platforms: dict[PlatformName, Platform] = Field(
+        default_factory=lambda: {name: Platform() for name in KNOWN_PLATFORMS}
+    )
+    build: BuildSettings = Field(default_factory=BuildSettings)
+    path: Path = Path(DEFAULT_CONFIG_NAME)
+
+    @field_validator("products")
+    @classmethod
+    def _names(cls, value: dict[str, Product]) -> dict[str, Product]:
+        if not value:
+            raise ValueError("at least one product is needed")
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(
+                    f"product name {name!r} must start with a letter (letters, digits, _ . -)"
+                )
+        return value
+
+    @field_validator("platforms")
+    @classmethod
+    def _some(cls, value: dict[str, Platform]) -> dict[str, Platform]:
+        if not value:
+            raise ValueError("at least one platform is needed")
+        return value
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.resolve().parent
+
+    def resolve_path(self, value: str) -> Path:
+        """Paths in the file are relative to the file, not to wherever the command runs."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    def product(self, name: str | None) -> tuple[str, Product]:
+        """The product a command is about: the named one, or the only one."""
+        from release.errors import BadInput
+
+        if name is None:
+            if len(self.products) == 1:
+                return next(iter(self.products.items()))
+            raise BadInput(
+                f"{self.path} defines several products ({', '.join(self.products)})",
+                fix=f"choose one with --product, e.g. --product {next(iter(self.products))}",
+            )
+        if name not in self.products:
+            close = difflib.get_close_matches(name, list(self.products), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise BadInput(
+                f"unknown product {name!r}",
+                where=str(self.path),
+                fix=f"{hint}products in this file: {', '.join(self.products)}",
+            )
+        return name, self.products[name]
+
+    def platform_names(self, choice: str) -> list[PlatformName]:
+        """Expand a --platform choice ('all' or one name) against the configured platforms."""
+        from release.errors import BadInput
+
+        if choice == "all":
+            return list(self.platforms)
+        if choice not in self.platforms:
+            raise BadInput(
+                f"unknown platform {choice!r}",
+                fix=f"choose one of: {', '.join([*self.platforms, 'all'])}",
+            )
+        return [choice]  # type: ignore[list-item]
+
+
+#: Environment overrides: variable -> key path in the file.
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "DIRAC_RELEASE_OUT": ("build", "out"),
+    "DIRAC_RELEASE_CACHE": ("build", "cache_dir"),
+    "DIRAC_RELEASE_JOBS": ("build", "jobs"),
+    "DIRAC_RELEASE_COMPRESSION_LEVEL": ("build", "compression_level"),
+}
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    for var, keys in ENV_OVERRIDES.items():
+        if environ.get(var):
+            section = data.setdefault(keys[0], {})
+            if isinstance(section, dict):
+                section[keys[1]] = environ[var]
+    return data
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys valid where an unknown key was found, for a 'did you mean'."""
+    model: type[BaseModel] = ReleaseConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            continue
+        annotation = field.annotation
+        for candidate in (Product, Platform, BuildSettings, GitSource, IndexSource):
+            if annotation is candidate or candidate.__name__ in str(annotation):
+                model = candidate
+                break
+    if model is Product and loc and loc[-2:-1] == ("source",):
+        return ["git", "index", "subdirectory"]
+    return [name for name in model.model_fields if name != "path"]
+
+
+def _format(error: Mapping[str, Any]) -> tuple[str, str]:
+    """(key path, message) for one pydantic error, in the words of the file."""
+    loc = tuple(
+        part
+        for part in error["loc"]
+        if not str(part).startswith(("function-", "GitSource", "IndexSource"))
+    )
+    key = ".".join(str(part) for part in loc) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        known = _known_keys(loc)
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return key, f"unknown key{hint}; valid keys here: {', '.join(known)}"
+    if kind == "missing":
+        return key, "required key is missing"
+    if kind == "literal_error" and loc and loc[0] == "platforms":
+        return key, f"unknown platform; supported: {', '.join(KNOWN_PLATFORMS)}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if "input" in error and kind not in ("model_type", "dict_type"):
+        message = f"{message} (got {error['input']!r})"
+    return key, message
+
+
+def _example_for(key: str) -> str | None:
+    for part in reversed(key.split(".")):
+        if part in EXAMPLES:
+            return EXAMPLES[part]
+    return None
+
+
+def parse_config(
+    data: dict[str, Any], path: Path, environ: Mapping[str, str] | None = None
+) -> ReleaseConfig:
+    """Validate already-parsed TOML; errors name `path` and the key."""
+    data = _apply_env(dict(data), os.environ if environ is None else environ)
+    try:
+        return ReleaseConfig.model_validate({**data, "path": path})
+    except ValidationError as exc:
+        errors = [_format(err) for err in exc.errors()]
+        seen: set[str] = set()
+        lines: list[str] = []
+        fixes: list[str] = []
+        for key, message in errors:
+            if key in seen:
+                continue
+            seen.add(key)
+            lines.append(f"{key}: {message}")
+            example = _example_for(key)
+            if example and example not in fixes:
+                fixes.append(example)
+        fix = "example of a right value:\n" + "\n".join(f"  {f}" for f in fixes) if fixes else None
+        raise ConfigError(
+            "; ".join(lines) if len(lines) == 1 else "\n  " + "\n  ".join(lines),
+            where=str(path),
+            fix=fix,
+        ) from None
+
+
+def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> ReleaseConfig:
+    """Read and validate a release.toml."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            "configuration file not found",
+            where=str(path),
+            fix="pass --config PATH, create release.toml here, or try the embedded demo: dirac-release demo",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the configuration: {exc}", where=str(path)) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"not valid TOML: {exc}",
+            where=str(path),
+            fix="check quoting and brackets on that line; strings need double quotes",
+        ) from None
+    return parse_config(data, path, environ)
+
+
+def stamp(value: datetime) -> str:
+    """RFC 3339 in UTC, the form uv's --exclude-newer and our JSON use."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
