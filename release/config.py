@@ -39,7 +39,7 @@ EXAMPLES: dict[str, str] = {
     "products": '[products.DIRAC]\nsource = { git = "https://github.com/DIRACGrid/DIRAC.git" }',
     "out": 'out = "dist"',
     "cache_dir": 'cache_dir = "~/.cache/dirac-release"',
-    "compression_level": "compression_level = 6",
+    "compression_level": "compression_level = 3",
     "jobs": "jobs = 2",
     "smoke_imports": 'smoke_imports = ["DIRAC", "M2Crypto"]',
 }
@@ -168,7 +168,7 @@ class BuildSettings(_Frozen):
 
     out: str = "dist"
     cache_dir: str = Field(default_factory=_default_cache)
-    compression_level: int = Field(default=6, ge=0, le=9)
+    compression_level: int = Field(default=3, ge=0, le=9)
     jobs: int = Field(default=2, ge=1, le=16)
 
 
@@ -242,7 +242,7 @@ class ReleaseConfig(_Frozen):
                 f"unknown platform {choice!r}",
                 fix=f"choose one of: {', '.join([*self.platforms, 'all'])}",
             )
-        return [choice]  # type: ignore[list-item]
+        return [choice]
 
 
 #: Environment overrides: variable -> key path in the file.

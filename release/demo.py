@@ -8,8 +8,8 @@ was at that date) and hits the cache the second time.
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime
 import time
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any

@@ -23,7 +23,7 @@ from typing import Any
 
 from release import __version__
 from release.build import manifest as mf
-from release.build.layout import META_DIR, install, platform_dir, site_packages
+from release.build.layout import MANIFEST_NAME, META_DIR, install, platform_dir, site_packages
 from release.build.resolve import Lock, compile_lock
 from release.build.smoke import run_smoke, top_level_modules
 from release.build.source import ProductSource, build_wheel, resolve_source
@@ -118,19 +118,26 @@ def _bundle_key(lock: Lock, source: ProductSource, product: Product, level: int)
 
 
 def check_writable(out: Path) -> None:
-    """Refuse an unwritable output before any work, naming the folder that blocks it."""
+    """Refuse an unwritable output before any work, naming the folder that blocks it.
+
+    Tried for real (a temporary file), because root passes every permission check yet still
+    cannot write to a read-only mount or /proc.
+    """
     probe = out
-    while not probe.exists():
-        if probe.parent == probe:
-            break
+    while not probe.exists() and probe.parent != probe:
         probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise BadInput(f"{probe} is a file, not a folder", fix="choose another --out")
-    if not os.access(probe, os.W_OK | os.X_OK):
+    if not probe.is_dir():
+        raise BadInput(f"{probe} is not a folder", where=str(out), fix="choose another --out")
+    try:
+        handle, name = tempfile.mkstemp(dir=probe, prefix=".dirac-release-probe-")
+    except OSError as exc:
         raise BadInput(
-            f"cannot write to {probe}",
+            f"cannot write to {probe} ({exc.strerror})",
+            where=str(out),
             fix="choose a writable --out, or fix the permissions of that folder",
-        )
+        ) from None
+    os.close(handle)
+    Path(name).unlink()
 
 
 def read_sums(path: Path) -> dict[str, str]:
@@ -186,7 +193,7 @@ def _cached(
     manifest = mf.read_manifest(tree)
     if manifest is None or manifest.get("bundle_key") != key or not tarball.is_file():
         return None
-    manifest_rel = f"{platform_dir(arch)}/{META_DIR}/{mf.MANIFEST_NAME}"
+    manifest_rel = f"{platform_dir(arch)}/{META_DIR}/{MANIFEST_NAME}"
     if sums.get(tarball.name) is None or sums.get(manifest_rel) != _sha256(mf.manifest_path(tree)):
         return None
     if not mf.quick_check(tree, manifest) or _sha256(tarball) != sums[tarball.name]:
@@ -224,7 +231,7 @@ def _build_one(
     progress.step(arch, "installing wheels")
     install(lock, source, product.python, tree)
     progress.step(arch, "hashing files, checking ELF headers")
-    manifest_rel = f"{META_DIR}/{mf.MANIFEST_NAME}"
+    manifest_rel = f"{META_DIR}/{MANIFEST_NAME}"
     scan = mf.scan_tree(tree, arch, skip=frozenset({manifest_rel}))
     mf.raise_wrong_arch(scan, arch, tree)
     site = tree / site_packages(product.python)
@@ -303,7 +310,7 @@ def _commit(staging: Path, version_dir: Path, built: list[PlatformBundle]) -> li
         bundle.tree.rename(final_tree)
         bundle.tarball.replace(final_tarball)
         sums[final_tarball.name] = bundle.tarball_sha256
-        sums[f"{final_tree.name}/{META_DIR}/{mf.MANIFEST_NAME}"] = bundle.manifest_sha256
+        sums[f"{final_tree.name}/{META_DIR}/{MANIFEST_NAME}"] = bundle.manifest_sha256
         bundle.tree, bundle.tarball = final_tree, final_tarball
         placed.append(bundle)
     _write_sums(sums_path, sums)

@@ -65,7 +65,7 @@ def write_tarball(root: Path, prefix: str, dest: Path, mtime: int, level: int = 
         with (
             gzip.GzipFile(
                 filename="", mode="wb", fileobj=hashing, compresslevel=level, mtime=mtime
-            ) as gz,  # type: ignore[arg-type]
+            ) as gz,
             tarfile.open(fileobj=gz, mode="w|", format=tarfile.GNU_FORMAT) as archive,
         ):
             for part in _prefix_dirs(prefix):
