@@ -138,6 +138,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(workdir=args.workdir, until=args.until, as_json=args.json)
 
 
+def cmd_sysroot(args: argparse.Namespace) -> int:
+    """Prepare a foreign-architecture root filesystem for emulated smoke tests."""
+    from release.build.sysroot import prepare_sysroot
+    from release.output import print_json
+
+    path = prepare_sysroot(args.dest.absolute(), arch=args.arch, python=args.python)
+    if args.json:
+        print_json({"sysroot": str(path), "arch": args.arch, "python": args.python})
+    else:
+        print(f"{path} is ready; use it with: export DIRAC_RELEASE_AARCH64_SYSROOT={path}")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """Check a release.toml and show what it resolves to."""
     from release.output import print_json, table
@@ -192,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=handler.__doc__)
         command.set_defaults(handler=handler)
+        # Global options are accepted after the command too: `dirac-release build --json`.
+        command.add_argument(
+            "--config",
+            type=Path,
+            default=argparse.SUPPRESS,
+            help="release configuration (default: ./release.toml)",
+        )
         command.add_argument(
             "--json",
             action="store_true",
@@ -244,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="build",
         help="stop after this stage (default: the last one that exists)",
     )
+
+    sysroot = add(
+        "sysroot", cmd_sysroot, "prepare an aarch64 root filesystem for emulated smoke tests"
+    )
+    sysroot.add_argument("--dest", type=Path, required=True, help="where to create it")
+    sysroot.add_argument("--arch", default="aarch64", choices=["aarch64"], help="architecture")
+    sysroot.add_argument("--python", default="3.11", help="runtime Python version (default 3.11)")
 
     add("config", cmd_config, "validate release.toml and show what it resolves to")
     return parser

@@ -14,11 +14,14 @@ import tomllib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from release.errors import ConfigError
+
+if TYPE_CHECKING:
+    from release.ledger import Ledger
 
 PlatformName = Literal["x86_64", "aarch64"]
 KNOWN_PLATFORMS: tuple[PlatformName, ...] = ("x86_64", "aarch64")
@@ -41,6 +44,7 @@ EXAMPLES: dict[str, str] = {
     "cache_dir": 'cache_dir = "~/.cache/dirac-release"',
     "compression_level": "compression_level = 3",
     "jobs": "jobs = 2",
+    "dir": '[state]\ndir = "state"',
     "smoke_imports": 'smoke_imports = ["DIRAC", "M2Crypto"]',
 }
 
@@ -172,6 +176,12 @@ class BuildSettings(_Frozen):
     jobs: int = Field(default=2, ge=1, le=16)
 
 
+class StateSettings(_Frozen):
+    """Where the ledger of each release is kept."""
+
+    dir: str = "state"
+
+
 class ReleaseConfig(_Frozen):
     """A validated release.toml. `path` is where it came from, for messages and relative paths."""
 
@@ -180,6 +190,7 @@ class ReleaseConfig(_Frozen):
         default_factory=lambda: {name: Platform() for name in KNOWN_PLATFORMS}
     )
     build: BuildSettings = Field(default_factory=BuildSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
     path: Path = Path(DEFAULT_CONFIG_NAME)
 
     @field_validator("products")
@@ -209,6 +220,11 @@ class ReleaseConfig(_Frozen):
         """Paths in the file are relative to the file, not to wherever the command runs."""
         path = Path(value).expanduser()
         return path if path.is_absolute() else self.base_dir / path
+
+    def ledger(self, product: str, tag: str) -> Ledger:
+        from release.ledger import Ledger
+
+        return Ledger(self.resolve_path(self.state.dir), product, tag)
 
     def product(self, name: str | None) -> tuple[str, Product]:
         """The product a command is about: the named one, or the only one."""
@@ -251,6 +267,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "DIRAC_RELEASE_CACHE": ("build", "cache_dir"),
     "DIRAC_RELEASE_JOBS": ("build", "jobs"),
     "DIRAC_RELEASE_COMPRESSION_LEVEL": ("build", "compression_level"),
+    "DIRAC_RELEASE_STATE": ("state", "dir"),
 }
 
 
@@ -271,7 +288,7 @@ def _known_keys(loc: tuple[Any, ...]) -> list[str]:
         if field is None:
             continue
         annotation = field.annotation
-        for candidate in (Product, Platform, BuildSettings, GitSource, IndexSource):
+        for candidate in (Product, Platform, BuildSettings, StateSettings, GitSource, IndexSource):
             if annotation is candidate or candidate.__name__ in str(annotation):
                 model = candidate
                 break

@@ -31,6 +31,7 @@ from release.build.tarball import write_tarball
 from release.build.uvtool import uv_version
 from release.config import Product, ReleaseConfig
 from release.errors import BadInput, InfrastructureError
+from release.ledger import Ledger
 from release.progress import Progress
 from release.version import ReleaseVersion, parse_version_arg
 
@@ -109,7 +110,6 @@ def _bundle_key(lock: Lock, source: ProductSource, product: Product, level: int)
         "lock": lock.sha256,
         "python": product.python,
         "source": source.as_dict(),
-        "smoke": list(product.smoke_imports or ()),
         "compression": level,
         "layout": LAYOUT_VERSION,
         "builder": __version__,
@@ -186,7 +186,13 @@ def _build_lock(cache_dir: Path, target: Path) -> Iterator[None]:
 
 
 def _cached(
-    version_dir: Path, arch: str, key: str, tarball: Path, sums: dict[str, str], seconds_from: float
+    version_dir: Path,
+    arch: str,
+    key: str,
+    tarball: Path,
+    sums: dict[str, str],
+    ledger: Ledger,
+    seconds_from: float,
 ) -> PlatformBundle | None:
     """A finished bundle for the same key, still intact: reuse it instead of rebuilding."""
     tree = version_dir / platform_dir(arch)
@@ -198,6 +204,12 @@ def _cached(
         return None
     if not mf.quick_check(tree, manifest) or _sha256(tarball) != sums[tarball.name]:
         return None
+    smoke, detail = "skipped", "cached bundle, smoke test not recorded"
+    for record in reversed(ledger.records("build")):
+        earlier = {p["platform"]: p for p in record.get("platforms", [])}.get(arch)
+        if earlier and earlier.get("manifest_sha256") == sums[manifest_rel]:
+            smoke, detail = earlier["smoke"], earlier["smoke_detail"]
+            break
     return PlatformBundle(
         platform=arch,
         tree=tree,
@@ -210,8 +222,8 @@ def _cached(
         elf_files=manifest["totals"]["elf_files"],
         seconds=time.monotonic() - seconds_from,
         cached=True,
-        smoke=manifest.get("smoke", {}).get("status", "skipped"),
-        smoke_detail=manifest.get("smoke", {}).get("detail", ""),
+        smoke=smoke,
+        smoke_detail=detail,
     )
 
 
@@ -262,7 +274,6 @@ def _build_one(
             "bytes": scan.total_bytes,
             "elf_files": scan.elf_files,
         },
-        "smoke": {"status": smoke.status, "detail": smoke.detail},
     }
     text = mf.dump(manifest)
     mf.manifest_path(tree).write_text(text, encoding="utf-8")
@@ -356,6 +367,7 @@ def build_release(
         locks = list(pool.map(lock_for, arches))
 
     version_dir = out / release_version.tag
+    ledger = config.ledger(name, release_version.tag)
     created_out = not out.exists()
     with _build_lock(cache_dir, version_dir):
         sums = read_sums(version_dir / SUMS_NAME)
@@ -366,7 +378,7 @@ def build_release(
             hit = (
                 None
                 if refresh
-                else _cached(version_dir, lock.platform, key, tarball, sums, started)
+                else _cached(version_dir, lock.platform, key, tarball, sums, ledger, started)
             )
             if hit is not None:
                 progress.done(lock.platform, "cached")
@@ -406,4 +418,5 @@ def build_release(
             shutil.rmtree(staging, ignore_errors=True)
     report.bundles.sort(key=lambda bundle: arches.index(bundle.platform))  # type: ignore[arg-type]
     report.seconds = time.monotonic() - started
+    ledger.record("build", report.as_dict())
     return report

@@ -32,10 +32,10 @@ class SmokeResult:
 def _command(arch: str, python: str) -> tuple[list[str] | None, str]:
     if arch == host_platform.machine():
         if f"{sys.version_info.major}.{sys.version_info.minor}" == python:
-            return [sys.executable, "-I"], "native"
+            return [sys.executable, "-I", "-B"], "native"
         found = shutil.which(f"python{python}")
         if found:
-            return [found, "-I"], "native"
+            return [found, "-I", "-B"], "native"
         return None, f"no python{python} on this machine"
     if arch == "aarch64":
         sysroot = os.environ.get(SYSROOT_ENV)
@@ -47,7 +47,7 @@ def _command(arch: str, python: str) -> tuple[list[str] | None, str]:
         interpreter = Path(sysroot) / "usr" / "bin" / f"python{python}"
         if not interpreter.exists():
             return None, f"{interpreter} does not exist"
-        return [qemu, "-L", sysroot, str(interpreter), "-I"], f"qemu-user with {interpreter}"
+        return [qemu, "-L", sysroot, str(interpreter), "-I", "-B"], f"qemu-user with {interpreter}"
     return None, f"cannot run {arch} code here"
 
 
