@@ -48,8 +48,30 @@ def install(lock: Lock, source: ProductSource, python: str, tree: Path) -> None:
     # uv writes scripts with this machine's interpreter in the shebang: replace them with
     # relocatable ones generated from the entry points.
     shutil.rmtree(site / "bin", ignore_errors=True)
+    scrub_installer_metadata(site)
     write_entry_points(site, tree / "bin", python)
     write_diracosrc(tree, source, python)
+
+
+#: Files an installer may add that record this machine (paths, install times), not the release.
+MACHINE_METADATA = ("uv_cache.json", "direct_url.json")
+
+
+def scrub_installer_metadata(site: Path) -> None:
+    """Drop per-machine installer files and their RECORD lines, so rebuilds are byte-identical."""
+    for info in sorted(site.glob("*.dist-info")):
+        found = [name for name in MACHINE_METADATA if (info / name).exists()]
+        if not found:
+            continue
+        for name in found:
+            (info / name).unlink()
+        record = info / "RECORD"
+        if record.exists():
+            drop = {f"{info.name}/{name}" for name in found}
+            lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+            record.write_text(
+                "".join(line for line in lines if line.split(",")[0] not in drop), encoding="utf-8"
+            )
 
 
 _SCRIPT = """\
