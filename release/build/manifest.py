@@ -145,7 +145,11 @@ def read_manifest(tree: Path) -> dict[str, Any] | None:
 
 
 def quick_check(tree: Path, manifest: dict[str, Any]) -> bool:
-    """Sizes and presence of every listed file: cheap enough for every cache hit."""
+    """Presence, size and count of files: cheap enough for every cache hit.
+
+    Counting catches what running a bundle in place leaves behind (__pycache__, edited files
+    of the same size are left to the full `verify_tree`).
+    """
     try:
         for entry in manifest["files"]:
             path = tree / entry["path"]
@@ -156,7 +160,10 @@ def quick_check(tree: Path, manifest: dict[str, Any]) -> bool:
                 return False
     except (OSError, KeyError):
         return False
-    return True
+    present = 0
+    for root, dirs, files in os.walk(tree):
+        present += len(files) + sum(1 for d in dirs if os.path.islink(os.path.join(root, d)))
+    return present == len(manifest["files"]) + 1  # + the manifest itself
 
 
 def verify_tree(tree: Path, manifest: dict[str, Any]) -> list[str]:

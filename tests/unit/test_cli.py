@@ -94,3 +94,31 @@ def test_help_does_not_import_heavy_modules() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def test_version_reads_a_real_repository(tmp_path: Path) -> None:
+    from release import demo
+
+    commit = demo.prepare_repository(tmp_path / "repo")
+    proc = run("version", "--repo", str(tmp_path / "repo"), "--tag", "v1.0.0a1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["commit"] == commit
+    assert data["commit_time"] == int(demo.DEMO_DATE.timestamp())  # SOURCE_DATE_EPOCH
+    assert data["previous_tag"] is None
+    nxt = run(
+        "version", "--repo", str(tmp_path / "repo"), "--next", "--branch", "integration", "--json"
+    )
+    assert nxt.returncode == 0, nxt.stderr
+    assert json.loads(nxt.stdout)["tag"] == "v1.0.0a2"
+
+
+def test_version_of_a_missing_tag_lists_existing_ones(tmp_path: Path) -> None:
+    from release import demo
+
+    demo.prepare_repository(tmp_path / "repo")
+    proc = run("version", "--repo", str(tmp_path / "repo"), "--tag", "v1.0.0")
+    assert proc.returncode == 2
+    assert "v1.0.0a1" in proc.stderr
+    not_repo = run("version", "--repo", str(tmp_path), "--tag", "v1.0.0")
+    assert not_repo.returncode == 2 and "not a git repository" in not_repo.stderr

@@ -83,8 +83,16 @@ def test_verify_tree_finds_changed_missing_and_extra_files(tmp_path: Path) -> No
     tree = make_tree(tmp_path / "t")
     scan = mf.scan_tree(tree, "x86_64")
     manifest = {"schema": mf.SCHEMA, "files": scan.files}
+    mf.manifest_path(tree).parent.mkdir()
+    mf.manifest_path(tree).write_text(mf.dump(manifest))
+    assert mf.read_manifest(tree) == manifest
     assert mf.verify_tree(tree, manifest) == []
     assert mf.quick_check(tree, manifest)
+    (tree / "lib" / "__pycache__").mkdir()
+    (tree / "lib" / "__pycache__" / "x.pyc").write_bytes(b"left by running in place")
+    assert not mf.quick_check(tree, manifest)
+    assert mf.verify_tree(tree, manifest) == ["lib/__pycache__/x.pyc: not in the manifest"]
+    (tree / "lib" / "__pycache__" / "x.pyc").unlink()
     (tree / "bin" / "tool").write_bytes(b"#!/bin/bash\n")  # one byte longer
     (tree / "lib" / "_ok.so").unlink()
     (tree / "extra").write_text("x")
