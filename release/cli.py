@@ -131,6 +131,110 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def report_publication(result: dict[str, Any], as_json: bool) -> None:
+    from release.output import markdown_table, print_json, step_summary, table
+
+    if as_json:
+        print_json(result)
+        return
+    for note in result["notes"]:
+        print(note, file=sys.stderr)
+    if result["status"] == "planned":
+        table(
+            f"plan: publish {result['tag']} to {result['repository']}",
+            ["#", "action"],
+            [[str(i), action] for i, action in enumerate(result["actions"], 1)],
+        )
+        return
+    rows = [[path, result["status"], str(result["revision"])] for path in result["paths"]]
+    rows += [
+        [
+            f"/cvmfs/{result['repository']}/{result['version_dir'].rsplit('/', 1)[0]}/{name}",
+            f"-> {target}",
+            "",
+        ]
+        for name, target in result["links"].items()
+    ]
+    columns = ["path", "result", "revision"]
+    table(
+        f"{result['tag']} in {result['repository']} ({result['backend']}, {result['seconds']:.1f}s)",
+        columns,
+        rows,
+    )
+    step_summary(f"### Publication of {result['tag']}\n\n" + markdown_table(columns, rows))
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Publish the bundles of one version to CVMFS, all platforms in one transaction."""
+    from release.progress import Progress
+    from release.publish import publish_release
+
+    config = _load(args)
+    with Progress(enabled=not args.json, steps=6) as progress:
+        result = publish_release(
+            config,
+            version=args.version,
+            product_name=args.product,
+            repository=args.repository,
+            out=args.out,
+            plan=args.plan,
+            step=lambda text: progress.step("publish", text),
+        )
+    report_publication(result, args.json)
+    return 0
+
+
+def cmd_cvmfs(args: argparse.Namespace) -> int:
+    """Inspect and maintain a CVMFS repository."""
+    from release import publish as stage
+    from release.output import print_json, table
+
+    config = _load(args)
+    if args.action == "status":
+        data = stage.repository_status(config, args.repository)
+        if args.json:
+            print_json(data)
+            return 0
+        rows = [
+            ["exists", str(data["exists"])],
+            ["backend", data["backend"]],
+            ["revision", str(data["revision"])],
+            ["versions", ", ".join(data["versions"]) or "-"],
+            ["links", ", ".join(f"{k} -> {v}" for k, v in data["links"].items()) or "-"],
+            ["tags", ", ".join(t["name"] for t in data["tags"]) or "-"],
+            ["transactions", "; ".join(data["transactions"]) or "none open"],
+        ]
+        if data["whitelist_expires"]:
+            rows.append(["whitelist expires", data["whitelist_expires"]])
+        table(f"{data['repository']} (/{data['prefix']})", ["", ""], rows)
+        return 0
+    if args.action == "gc":
+        data = stage.collect_garbage(config, args.repository, plan=args.plan)
+        if args.json:
+            print_json(data)
+            return 0
+        rows = [
+            [name, "remove" if name in data["remove"] else "keep", data["reasons"][name]]
+            for name in sorted(data["reasons"])
+        ]
+        table(
+            f"retention of {data['repository']}: {data['status']}",
+            ["version", "action", "why"],
+            rows,
+        )
+        return 0
+    if args.action == "init":
+        data = stage.init_repository(config, args.repository)
+    else:
+        data = stage.abort_stale(config, args.repository)
+    if args.json:
+        print_json(data)
+    else:
+        for key, value in data.items():
+            print(f"{key}: {value}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The whole pipeline on one machine, on the embedded demo product."""
     from release.demo import run_demo
@@ -251,6 +355,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--refresh", action="store_true", help="ignore cached locks and bundles")
 
+    publish = add(
+        "publish", cmd_publish, "publish a version's bundles to CVMFS (one transaction, verified)"
+    )
+    publish.add_argument(
+        "--version", required=True, help="the version or tag to publish, e.g. v9.0.0a29"
+    )
+    publish.add_argument("--product", help="which product of release.toml (default: the only one)")
+    publish.add_argument(
+        "--repository", help="which CVMFS repository (default: the product's or the only one)"
+    )
+    publish.add_argument(
+        "--out", type=Path, help="where the bundles were built (default: build.out)"
+    )
+    publish.add_argument("--plan", action="store_true", help="print every action, change nothing")
+
+    cvmfs = add("cvmfs", cmd_cvmfs, "inspect and maintain a CVMFS repository")
+    cvmfs.add_argument(
+        "action",
+        choices=["status", "gc", "init", "abort"],
+        help="status: versions, links, tags, open transactions; gc: apply the retention; "
+        "init: create a directory repository; abort: clear a stale transaction of a dead process",
+    )
+    cvmfs.add_argument("--repository", help="which repository (default: the only one)")
+    cvmfs.add_argument(
+        "--plan", action="store_true", help="gc: list what would be removed, change nothing"
+    )
+    cvmfs.add_argument(
+        "--stale",
+        action="store_true",
+        help="abort: only a transaction whose process is gone (always)",
+    )
+
     demo = add("demo", cmd_demo, "run the pipeline on the embedded demo product")
     demo.add_argument(
         "--workdir",
@@ -260,8 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--until",
-        choices=["version", "build"],
-        default="build",
+        choices=["version", "build", "publish"],
+        default="publish",
         help="stop after this stage (default: the last one that exists)",
     )
 

@@ -45,6 +45,15 @@ EXAMPLES: dict[str, str] = {
     "compression_level": "compression_level = 3",
     "jobs": "jobs = 2",
     "dir": '[state]\ndir = "state"',
+    "repositories": '[repositories."dirac.egi.eu"]\nbackend = "directory"\npath = "stratum"\nprefix = "dirac"',
+    "backend": 'backend = "directory"  or  backend = "server"',
+    "prefix": 'prefix = "dirac"',
+    "links": 'links = ["latest"]',
+    "keep": "keep = 5",
+    "tag_format": 'tag_format = "{product}-{tag}"',
+    "wait": "wait = 120",
+    "path": 'path = "stratum"',
+    "repository": 'repository = "dirac.egi.eu"',
     "smoke_imports": 'smoke_imports = ["DIRAC", "M2Crypto"]',
 }
 
@@ -92,6 +101,7 @@ class Product(_Frozen):
     requirements: tuple[str, ...] = ()
     exclude_newer: datetime | Literal["commit"] | None = "commit"
     smoke_imports: tuple[str, ...] | None = None
+    repository: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -162,6 +172,67 @@ class Platform(_Frozen):
         return f"{arch}-manylinux_{self.glibc.replace('.', '_')}"
 
 
+class Repository(_Frozen):
+    """A CVMFS repository that releases are published to, and how to reach it."""
+
+    backend: Literal["directory", "server"] = "directory"
+    prefix: str = "dirac"
+    links: tuple[str, ...] = ()
+    keep: int = Field(default=5, ge=1)
+    tag_format: str = "{product}-{tag}"
+    wait: float = Field(default=120.0, ge=0, le=7200)
+    # directory backend: the stratum folder that holds <repository>/ (like /cvmfs)
+    path: str | None = None
+    # server backend: cvmfs_server on this node, or on `host` over SSH
+    host: str | None = None
+    user: str | None = None
+    ssh_key: str | None = None
+    ssh_options: tuple[str, ...] = ()
+    cvmfs_server: str = "cvmfs_server"
+    mount_root: str = "/cvmfs"
+    stratum_root: str = "/srv/cvmfs"
+    spool_root: str = "/var/spool/cvmfs"
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        parts = value.split("/")
+        if value.startswith("/") or any(part in ("", ".", "..") for part in parts):
+            raise ValueError(
+                "must be a relative path inside the repository, like 'dirac' or 'lhcb/dirac'"
+            )
+        return value
+
+    @field_validator("links")
+    @classmethod
+    def _links(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if name == "pro":
+                raise ValueError(
+                    "'pro' is moved only by promotion; list only the links publish moves"
+                )
+            if not _NAME.match(name) or "/" in name:
+                raise ValueError(f"link name {name!r} must be a plain name like 'latest'")
+        return value
+
+    @field_validator("tag_format")
+    @classmethod
+    def _tag_format(cls, value: str) -> str:
+        try:
+            value.format(product="p", tag="v1", version="1")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"unknown placeholder {exc}; use {{product}}, {{tag}} or {{version}}"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _backend_needs(self) -> Repository:
+        if self.backend == "directory" and not self.path:
+            raise ValueError("the directory backend needs 'path', the stratum folder")
+        return self
+
+
 def _default_cache() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return str(Path(base) / "dirac-release")
@@ -190,6 +261,7 @@ class ReleaseConfig(_Frozen):
         default_factory=lambda: {name: Platform() for name in KNOWN_PLATFORMS}
     )
     build: BuildSettings = Field(default_factory=BuildSettings)
+    repositories: dict[str, Repository] = Field(default_factory=dict)
     state: StateSettings = Field(default_factory=StateSettings)
     path: Path = Path(DEFAULT_CONFIG_NAME)
 
@@ -247,6 +319,35 @@ class ReleaseConfig(_Frozen):
             )
         return name, self.products[name]
 
+    def repository(
+        self, name: str | None, product: Product | None = None
+    ) -> tuple[str, Repository]:
+        """The repository a command is about: named, the product's, or the only one."""
+        from release.errors import BadInput
+
+        name = name or (product.repository if product else None)
+        if name is None:
+            if len(self.repositories) == 1:
+                return next(iter(self.repositories.items()))
+            if not self.repositories:
+                raise BadInput(
+                    f"{self.path} defines no CVMFS repository",
+                    fix='add one, e.g.\n[repositories."dirac.egi.eu"]\nbackend = "directory"\npath = "stratum"',
+                )
+            raise BadInput(
+                f"{self.path} defines several repositories ({', '.join(self.repositories)})",
+                fix="choose one with --repository, or set products.<name>.repository",
+            )
+        if name not in self.repositories:
+            close = difflib.get_close_matches(name, list(self.repositories), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise BadInput(
+                f"unknown repository {name!r}",
+                where=str(self.path),
+                fix=f"{hint}repositories in this file: {', '.join(self.repositories) or 'none'}",
+            )
+        return name, self.repositories[name]
+
     def platform_names(self, choice: str) -> list[PlatformName]:
         """Expand a --platform choice ('all' or one name) against the configured platforms."""
         from release.errors import BadInput
@@ -288,7 +389,15 @@ def _known_keys(loc: tuple[Any, ...]) -> list[str]:
         if field is None:
             continue
         annotation = field.annotation
-        for candidate in (Product, Platform, BuildSettings, StateSettings, GitSource, IndexSource):
+        for candidate in (
+            Product,
+            Platform,
+            BuildSettings,
+            StateSettings,
+            Repository,
+            GitSource,
+            IndexSource,
+        ):
             if annotation is candidate or candidate.__name__ in str(annotation):
                 model = candidate
                 break

@@ -19,7 +19,7 @@ from release.errors import BadInput
 DEMO_TAG = "v1.0.0a1"
 DEMO_DATE = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 REPO_NAME = "product-repo"
-STAGES = ("version", "build")
+STAGES = ("version", "build", "publish")
 _IDENTITY = {"name": "VODemo Release Manager", "email": "release@vodemo.example.org"}
 
 
@@ -88,7 +88,7 @@ def prepare_repository(repo_dir: Path) -> str:
     return str(commit.hexsha)
 
 
-def run_demo(*, workdir: Path, until: str = "build", as_json: bool = False) -> int:
+def run_demo(*, workdir: Path, until: str = STAGES[-1], as_json: bool = False) -> int:
     """Run the stages that exist, in order, stopping after `until`."""
     from release import gitinfo
     from release.cli import report_build
@@ -135,6 +135,28 @@ def run_demo(*, workdir: Path, until: str = "build", as_json: bool = False) -> i
         result["build"] = report.as_dict()
         if not as_json:
             report_build(report, False)
+    if until not in ("version", "build"):
+        from release.cli import report_publication
+        from release.publish import init_repository, publish_release
+
+        started = time.monotonic()
+        config = load_config(config_path)
+        init_repository(config, None)
+        with Progress(enabled=not as_json, steps=6) as progress:
+            publication = publish_release(
+                config, version=DEMO_TAG, step=lambda text: progress.step("publish", text)
+            )
+        stages.append(
+            {
+                "stage": "publish",
+                "result": f"{publication['status']}: /cvmfs/{publication['repository']}/"
+                f"{publication['version_dir']} (revision {publication['revision']})",
+                "seconds": time.monotonic() - started,
+            }
+        )
+        result["publish"] = publication
+        if not as_json:
+            report_publication(publication, False)
     if as_json:
         print_json(result)
     else:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from release.build import elf
-from release.build.layout import MANIFEST_NAME, META_DIR
+from release.build.layout import MANIFEST_NAME as MANIFEST_NAME
+from release.build.layout import META_DIR as META_DIR
 from release.errors import BadInput, CheckFailed
 
 SCHEMA = "dirac-release/manifest/v1"

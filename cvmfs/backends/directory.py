@@ -1,0 +1,391 @@
+"""A real directory stratum: the demo's and the tests' repository, or a plain web mirror.
+
+Layout next to each other on one filesystem (renames must be atomic, hardlinks possible):
+`<stratum>/<repo>/` is what clients see; `<stratum>/.dirac-release/<repo>/` holds the
+content-addressed object store, the transaction lock, staging areas and the tag list.
+
+A version is staged completely, then appears with one rename; links switch with one rename.
+Publishing writes a journal first, so a publisher killed half-way through is rolled forward by
+the next one; a transaction that never reached its journal is simply discarded. Identical
+file content is stored once (hardlinks into the object store), so a version that shares most
+files with the previous one costs only its new bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cvmfs.backends.base import OpenTransaction, Owner, RepoStatus, Tag
+from release.build import manifest as mf
+from release.errors import BadInput, InfrastructureError
+
+CHUNK = 1 << 20
+POLL_S = 0.2
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of a process: a pid alone can be reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _write_json(path: Path, data: object) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+class DirectoryBackend:
+    kind = "directory"
+
+    def __init__(self, repository: str, stratum: Path) -> None:
+        self.repository = repository
+        self.stratum = stratum
+        self.root = stratum / repository
+        self.state = stratum / ".dirac-release" / repository
+        self.objects = self.state / "objects"
+        self.lock_path = self.state / "transaction.json"
+        self.tags_path = self.state / "tags.json"
+        self.notes: list[str] = []
+
+    # -- repository -------------------------------------------------------------------------
+
+    def init(self) -> bool:
+        """Create an empty repository; False when it already exists."""
+        if self.tags_path.exists():
+            return False
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.state / "txn").mkdir(parents=True, exist_ok=True)
+        self.objects.mkdir(exist_ok=True)
+        _write_json(self.tags_path, {"revision": 0, "tags": []})
+        return True
+
+    def exists(self) -> bool:
+        return self.root.is_dir() and self.tags_path.is_file()
+
+    def _tag_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.tags_path.read_text(encoding="utf-8"))
+        return data
+
+    def tags(self) -> list[Tag]:
+        return [Tag(**tag) for tag in self._tag_data()["tags"]]
+
+    def status(self) -> RepoStatus:
+        if not self.exists():
+            return RepoStatus(self.repository, exists=False)
+        status = RepoStatus(
+            self.repository, exists=True, revision=int(self._tag_data()["revision"])
+        )
+        lock = self._read_lock()
+        if lock is not None:
+            status.transactions.append(self._describe(lock))
+        return status
+
+    def read_manifest(self, rel: str) -> dict[str, Any] | None:
+        return mf.read_manifest(self.root / rel)
+
+    def verify_published(self, rel: str, manifest: dict[str, Any]) -> list[str]:
+        tree = self.root / rel
+        if not tree.is_dir():
+            return [f"/{rel} is not published"]
+        return mf.verify_tree(tree, manifest)
+
+    def entries(self, rel_dir: str) -> dict[str, str | None]:
+        """Names in a folder: symlink -> its target, anything else -> None."""
+        folder = self.root / rel_dir
+        if not folder.is_dir():
+            return {}
+        return {
+            child.name: (os.readlink(child) if child.is_symlink() else None)
+            for child in sorted(folder.iterdir())
+            if not child.name.startswith(".")
+        }
+
+    # -- the lock -----------------------------------------------------------------------------
+
+    def _read_lock(self) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads(self.lock_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        return data
+
+    def _stale(self, lock: dict[str, Any]) -> bool:
+        owner = lock["owner"]
+        if owner["host"] != socket.gethostname():
+            return False  # another machine's process: we cannot tell, so never call it stale
+        return _process_start(int(owner["pid"])) != lock.get("pid_start")
+
+    def _describe(self, lock: dict[str, Any]) -> OpenTransaction:
+        return OpenTransaction(
+            lease=lock["lease"], owner=Owner(**lock["owner"]), stale=self._stale(lock)
+        )
+
+    def _take_lock(self, lease: str, owner: Owner) -> str | None:
+        """Create the lock atomically (link of a complete file); None when someone holds it."""
+        txn_id = uuid.uuid4().hex[:12]
+        tmp = self.state / f".lock-{txn_id}"
+        data = {
+            "owner": owner.as_dict(),
+            "pid_start": _process_start(owner.pid),
+            "lease": lease,
+            "txn": txn_id,
+        }
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+        try:
+            os.link(tmp, self.lock_path)
+        except FileExistsError:
+            return None
+        finally:
+            tmp.unlink()
+        return txn_id
+
+    def _release(self, txn_id: str) -> None:
+        shutil.rmtree(self.state / "txn" / txn_id, ignore_errors=True)
+        lock = self._read_lock()
+        if lock is not None and lock.get("txn") == txn_id:
+            self.lock_path.unlink()
+
+    def clear_stale(self, publication: str | None = None) -> list[str]:
+        """Finish or discard a transaction whose process died; never touch a live one."""
+        lock = self._read_lock()
+        if lock is None:
+            return []
+        held = self._describe(lock)
+        if not held.stale:
+            raise InfrastructureError(
+                f"{self.repository} has {held.describe()}",
+                fix="it is not stale: wait for it to finish (publish waits up to the repository's 'wait' seconds)",
+            )
+        if (
+            publication is not None
+            and held.owner is not None
+            and held.owner.publication != publication
+        ):
+            raise InfrastructureError(
+                f"{self.repository} has {held.describe()}",
+                fix=f"it belongs to another publication; after checking, clear it with:\n"
+                f"dirac-release cvmfs abort --repository {self.repository} --stale",
+            )
+        txn_dir = self.state / "txn" / lock["txn"]
+        journal = txn_dir / "journal.json"
+        if journal.is_file():
+            DirectoryTransaction.resume(self, lock["txn"])
+            note = f"finished the publication that {held.describe()} had started"
+        else:
+            self._release(lock["txn"])
+            note = f"discarded the unpublished staging of {held.describe()}"
+        self.notes.append(note)
+        return [note]
+
+    def open(self, lease: str, owner: Owner, wait_s: float) -> DirectoryTransaction:
+        if not self.exists():
+            raise BadInput(
+                f"repository {self.repository} does not exist in {self.stratum}",
+                fix=f"create it with: dirac-release cvmfs init --repository {self.repository}",
+            )
+        deadline = time.monotonic() + wait_s
+        waited = False
+        while True:
+            txn_id = self._take_lock(lease, owner)
+            if txn_id is not None:
+                if waited:
+                    self.notes.append("waited for another publisher to finish")
+                return DirectoryTransaction(self, txn_id)
+            lock = self._read_lock()
+            if lock is not None and self._stale(lock):
+                # A crash of this very publication is ours to finish or discard; another
+                # publication's leftovers are reported with the command that clears them.
+                self.clear_stale(owner.publication)
+                continue
+            if time.monotonic() >= deadline:
+                held = self._describe(lock) if lock else None
+                raise InfrastructureError(
+                    f"{self.repository} is busy: "
+                    + (held.describe() if held else "a transaction is open")
+                    + f"; waited {wait_s:.0f}s",
+                    fix="retry when it has finished, or raise 'wait' for this repository in release.toml",
+                )
+            waited = True
+            time.sleep(POLL_S)
+
+    # -- content store ------------------------------------------------------------------------
+
+    def store(self, source: Path, sha256: str, executable: bool) -> Path:
+        """Copy (or find) a file's content in the object store, checking its hash as it is read."""
+        key = f"{sha256}-{'x' if executable else 'r'}"
+        obj = self.objects / sha256[:2] / key
+        digest = hashlib.sha256()
+        if obj.exists():
+            with source.open("rb") as handle:
+                while chunk := handle.read(CHUNK):
+                    digest.update(chunk)
+        else:
+            obj.parent.mkdir(parents=True, exist_ok=True)
+            tmp = obj.with_name(f".{key}.{uuid.uuid4().hex}")
+            with source.open("rb") as handle, tmp.open("wb") as out:
+                while chunk := handle.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+            if digest.hexdigest() == sha256:
+                tmp.chmod(0o555 if executable else 0o444)
+                # link, never rename over: a concurrent writer of the same content must not
+                # replace an inode another thread is about to hardlink (that link would fail).
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, obj)
+            tmp.unlink()
+        if digest.hexdigest() != sha256:
+            raise BadInput(
+                f"{source} does not match its manifest (sha256 {digest.hexdigest()[:16]}..., "
+                f"expected {sha256[:16]}...)",
+                fix="the bundle changed after it was built: rebuild it with dirac-release build --refresh",
+            )
+        return obj
+
+    def prune_objects(self) -> int:
+        """Delete content no published or staged file uses any more (link count 1)."""
+        removed = 0
+        for obj in self.objects.glob("*/*"):
+            if obj.stat().st_nlink == 1 and not obj.name.startswith("."):
+                obj.unlink()
+                removed += 1
+        return removed
+
+
+class DirectoryTransaction:
+    def __init__(self, backend: DirectoryBackend, txn_id: str) -> None:
+        self.backend = backend
+        self.id = txn_id
+        self.dir = backend.state / "txn" / txn_id
+        self.staged = self.dir / "tree"
+        self.staged.mkdir(parents=True, exist_ok=True)
+        self.links: list[tuple[str, str, str]] = []
+        self.removes: list[str] = []
+
+    @classmethod
+    def resume(cls, backend: DirectoryBackend, txn_id: str) -> None:
+        """Roll a journaled publication forward after its publisher died."""
+        txn = cls(backend, txn_id)
+        journal = json.loads((txn.dir / "journal.json").read_text(encoding="utf-8"))
+        txn._apply(journal)
+
+    def sync_tree(self, rel: str, source: Path, manifest: dict[str, Any]) -> None:
+        dest = self.staged / rel
+        dest.mkdir(parents=True, exist_ok=True)
+        for entry in manifest["files"]:
+            target = dest / entry["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if "link" in entry:
+                target.symlink_to(entry["link"])
+                continue
+            obj = self.backend.store(
+                source / entry["path"], entry["sha256"], entry["mode"] == "755"
+            )
+            os.link(obj, target)
+        shutil.copyfile(mf.manifest_path(source), mf.manifest_path(dest))
+
+    def mark_catalog(self, rel: str) -> None:
+        marker = self.staged / rel / ".cvmfscatalog"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+
+    def set_link(self, rel_dir: str, name: str, target: str) -> None:
+        self.links.append((rel_dir, name, target))
+
+    def remove(self, rel: str) -> None:
+        self.removes.append(rel)
+
+    def verify_staged(self, rel: str, manifest: dict[str, Any]) -> list[str]:
+        return mf.verify_tree(self.staged / rel, manifest)
+
+    def _moves(self) -> list[str]:
+        """The top-most staged paths that do not exist yet: each appears with one rename."""
+        moves: list[str] = []
+
+        def walk(rel: Path) -> None:
+            for child in sorted((self.staged / rel).iterdir()):
+                child_rel = rel / child.name
+                published = self.backend.root / child_rel
+                if not published.exists() and not published.is_symlink():
+                    moves.append(child_rel.as_posix())
+                elif published.is_dir() and child.is_dir() and not child.is_symlink():
+                    walk(child_rel)
+                else:
+                    raise BadInput(
+                        f"/{child_rel.as_posix()} is already published; a release is never overwritten"
+                    )
+
+        walk(Path())
+        return moves
+
+    def changes(self) -> int:
+        moves = self._moves()
+        links = [
+            link for link in self.links
+            if self.backend.entries(link[0]).get(link[1]) != link[2]
+        ]  # fmt: skip
+        return len(moves) + len(links) + len(self.removes)
+
+    def publish(self, tag: str, message: str, digest: str) -> int:
+        data = self.backend._tag_data()
+        if any(existing["name"] == tag for existing in data["tags"]):
+            raise BadInput(f"tag {tag} is already used in {self.backend.repository}")
+        journal = {
+            "moves": self._moves(),
+            "links": self.links,
+            "removes": self.removes,
+            "tag": {"name": tag, "description": message, "digest": digest,
+                    "timestamp": int(datetime.now(UTC).timestamp())},
+        }  # fmt: skip
+        _write_json(self.dir / "journal.json", journal)
+        return self._apply(journal)
+
+    def _apply(self, journal: dict[str, Any]) -> int:
+        """Idempotent: safe to run again after a crash at any point inside it."""
+        root = self.backend.root
+        for rel in journal["moves"]:
+            src, dst = self.staged / rel, root / rel
+            if src.exists() or src.is_symlink():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(src, dst)
+        for rel_dir, name, target in journal["links"]:
+            folder = root / rel_dir
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{name}.{self.id}"
+            if tmp.is_symlink():
+                tmp.unlink()
+            tmp.symlink_to(target)
+            tmp.replace(folder / name)
+        trash = self.dir / "trash"
+        for index, rel in enumerate(journal["removes"]):
+            victim = root / rel
+            if victim.exists() or victim.is_symlink():
+                trash.mkdir(parents=True, exist_ok=True)
+                os.rename(victim, trash / str(index))
+        data = self.backend._tag_data()
+        tag = journal["tag"]
+        if not any(existing["name"] == tag["name"] for existing in data["tags"]):
+            data["revision"] = int(data["revision"]) + 1
+            data["tags"].append({**tag, "revision": data["revision"]})
+            _write_json(self.backend.tags_path, data)
+        revision = int(next(t["revision"] for t in data["tags"] if t["name"] == tag["name"]))
+        self.backend._release(self.id)
+        if journal["removes"]:
+            self.backend.prune_objects()
+        return revision
+
+    def abort(self) -> None:
+        self.backend._release(self.id)

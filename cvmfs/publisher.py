@@ -1,0 +1,228 @@
+"""The publication protocol: preflight, one transaction, sync, verify, publish, verify again.
+
+Any failure between opening and publishing aborts this publisher's own transaction, so no part
+of a version ever becomes visible; a release already published with the same content is a
+no-op; the same tag with other content is refused.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from cvmfs import failpoints
+from cvmfs.backends.base import Backend, Owner, Transaction
+from cvmfs.bundles import BundleSet
+from cvmfs.layout import Layout
+from release.errors import BadInput, CheckFailed, InfrastructureError
+
+WHITELIST_WARN_S = 12 * 3600
+Step = Callable[[str], None]
+
+
+@dataclass
+class Publication:
+    repository: str
+    backend: str
+    tag: str
+    version_dir: str
+    paths: list[str]
+    digest: str
+    revision: int | None
+    status: str  # published | already published | planned | nothing to publish
+    links: dict[str, str] = field(default_factory=dict)
+    manifests: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "backend": self.backend,
+            "tag": self.tag,
+            "version_dir": self.version_dir,
+            "paths": self.paths,
+            "digest": self.digest,
+            "revision": self.revision,
+            "status": self.status,
+            "links": self.links,
+            "manifests": self.manifests,
+            "notes": self.notes,
+            "actions": self.actions,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _published_digest(backend: Backend, layout: Layout, bundles: BundleSet) -> dict[str, bool]:
+    """Per platform: does the published manifest equal the bundle's?"""
+    same = {}
+    for arch, manifest in bundles.manifests.items():
+        published = backend.read_manifest(layout.platform_dir(bundles.tag, arch))
+        same[arch] = published == manifest
+    return same
+
+
+def publish(
+    backend: Backend,
+    layout: Layout,
+    bundles: BundleSet,
+    *,
+    tag_name: str,
+    links: tuple[str, ...] = (),
+    wait_s: float = 120.0,
+    plan: bool = False,
+    step: Step | None = None,
+) -> Publication:
+    """Publish every platform of one version in one transaction (or plan it)."""
+    started = time.monotonic()
+    say = step or (lambda _text: None)
+    version_rel = layout.version_dir(bundles.tag)
+    paths = [layout.platform_dir(bundles.tag, arch) for arch in bundles.trees]
+    result = Publication(
+        repository=layout.repository,
+        backend=backend.kind,
+        tag=tag_name,
+        version_dir=version_rel,
+        paths=[layout.client_path(p) for p in paths],
+        digest=bundles.digest,
+        revision=None,
+        status="planned",
+        links=dict.fromkeys(links, bundles.tag),
+        manifests=dict(bundles.manifest_sha256),
+    )
+
+    # 1. Preflight: nothing is opened until everything checks out.
+    say("preflight")
+    status = backend.status()
+    if not status.exists:
+        raise BadInput(
+            f"repository {layout.repository} does not exist on the {backend.kind} backend",
+            fix=f"create it first (directory backend: dirac-release cvmfs init --repository {layout.repository})",
+        )
+    if status.whitelist_expires is not None:
+        left = status.whitelist_expires.timestamp() - time.time()
+        if left < WHITELIST_WARN_S:
+            result.notes.append(
+                f"warning: the whitelist of {layout.repository} expires in {left / 3600:.1f} h; "
+                "re-sign it (cvmfs_server resign) before it blocks publishing"
+            )
+    for held in status.transactions:
+        result.notes.append(f"open: {held.describe()}")
+    existing = {tag.name: tag for tag in backend.tags()}
+    if tag_name in existing:
+        same = _published_digest(backend, layout, bundles)
+        if existing[tag_name].digest in (bundles.digest, "") and all(same.values()):
+            result.status = "already published"
+            result.revision = existing[tag_name].revision
+            result.seconds = time.monotonic() - started
+            return result
+        differing = [arch for arch, ok in same.items() if not ok] or sorted(same)
+        raise BadInput(
+            f"tag {tag_name} is already published in {layout.repository} with other content "
+            f"(differs for: {', '.join(differing)})",
+            fix="a published release is never overwritten: release a new version instead",
+        )
+    entries = backend.entries(layout.prefix)
+    if bundles.tag in entries:
+        raise BadInput(
+            f"/{version_rel} exists in {layout.repository} but no tag {tag_name} records it",
+            fix="someone published it outside dirac-release; inspect it and remove it before publishing",
+        )
+
+    result.actions = [
+        f"open a transaction on /{layout.prefix} of {layout.repository} (wait up to {wait_s:.0f}s if busy)",
+        *(f"sync {bundles.trees[arch]} -> /{layout.platform_dir(bundles.tag, arch)} "
+          f"({len(bundles.manifests[arch]['files'])} files, hardlinks dereferenced)" for arch in bundles.trees),
+        f"place /{version_rel}/.cvmfscatalog (one nested catalog for the version)",
+        *(f"point /{layout.link(name)} -> {bundles.tag}" for name in links),
+        "verify every staged file against the manifests (sha256)",
+        f"publish with tag {tag_name}",
+        "verify the published tree again",
+    ]  # fmt: skip
+    if plan:
+        result.seconds = time.monotonic() - started
+        return result
+
+    # 2. Open one transaction on the narrowest path that exists.
+    say("opening a transaction")
+    txn: Transaction = backend.open(layout.prefix, Owner.me(tag_name), wait_s)
+    result.notes.extend(getattr(backend, "notes", []))
+    try:
+        failpoints.reached("opened")
+        # 3. Sync all platforms in this one transaction.
+        say("syncing")
+        with ThreadPoolExecutor(max_workers=len(bundles.trees)) as pool:
+            futures = [
+                pool.submit(
+                    txn.sync_tree,
+                    layout.platform_dir(bundles.tag, arch),
+                    tree,
+                    bundles.manifests[arch],
+                )
+                for arch, tree in bundles.trees.items()
+            ]
+            for future in futures:
+                future.result()
+        txn.mark_catalog(version_rel)
+        for name in links:
+            txn.set_link(layout.prefix, name, bundles.tag)
+        failpoints.reached("synced")
+        # 4. Verify the staged tree.
+        say("verifying the staged tree")
+        with ThreadPoolExecutor(max_workers=len(bundles.trees)) as pool:
+            problems = [
+                problem
+                for found in pool.map(
+                    lambda arch: txn.verify_staged(
+                        layout.platform_dir(bundles.tag, arch), bundles.manifests[arch]
+                    ),
+                    list(bundles.trees),
+                )
+                for problem in found
+            ]
+        if problems:
+            raise CheckFailed(
+                f"the staged tree differs from the manifests: {'; '.join(problems[:5])}",
+                fix="the transaction was aborted; nothing was published",
+            )
+        failpoints.reached("verified")
+        # 5. Publish (or abort a publication that would change nothing).
+        if txn.changes() == 0:
+            txn.abort()
+            result.status = "nothing to publish"
+            result.seconds = time.monotonic() - started
+            return result
+        say("publishing")
+        message = (
+            f"{bundles.product} {bundles.tag} commit {bundles.commit or 'n/a'} "
+            f"manifests sha256 {bundles.digest}"
+        )
+        result.revision = txn.publish(tag_name, message, bundles.digest)
+    except BaseException:
+        txn.abort()
+        raise
+    failpoints.reached("published")
+    # 6. Verify again, as a client would see it.
+    say("verifying the publication")
+    problems = []
+    for arch, manifest in bundles.manifests.items():
+        problems += backend.verify_published(layout.platform_dir(bundles.tag, arch), manifest)
+    if problems:
+        raise CheckFailed(
+            f"{tag_name} was published but does not verify: {'; '.join(problems[:5])}",
+            fix=f"roll back to the previous tag (cvmfs_server rollback) and investigate {layout.repository}",
+        )
+    result.status = "published"
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def check_transaction_owner(backend: Backend) -> None:
+    """Refuse to run maintenance while someone else's transaction is open."""
+    for txn in backend.status().transactions:
+        if not txn.stale:
+            raise InfrastructureError(f"{backend.repository} has {txn.describe()}")

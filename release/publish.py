@@ -1,0 +1,133 @@
+"""The publish stage: the toolkit's side of CVMFS publishing (config, bundles, ledger, output)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from release.config import ReleaseConfig
+from release.version import parse_version_arg
+
+
+def publish_release(
+    config: ReleaseConfig,
+    *,
+    version: str,
+    product_name: str | None = None,
+    repository: str | None = None,
+    out: Path | None = None,
+    plan: bool = False,
+    step: Any = None,
+) -> dict[str, Any]:
+    """Publish the built bundles of one version; record the publication in the ledger."""
+    from cvmfs.bundles import load_bundles
+    from cvmfs.factory import make_backend
+    from cvmfs.layout import Layout
+    from cvmfs.publisher import publish
+
+    name, product = config.product(product_name)
+    release_version = parse_version_arg(version)
+    repo_name, repo = config.repository(repository, product)
+    out = (out or config.resolve_path(config.build.out)).absolute()
+    bundles = load_bundles(out, name, release_version.tag, list(config.platforms), deep=plan)
+    backend = make_backend(config, repo_name, repo)
+    layout = Layout(repo_name, repo.prefix)
+    tag_name = repo.tag_format.format(
+        product=name, tag=release_version.tag, version=release_version
+    )
+    ledger = config.ledger(name, release_version.tag)
+    publication = publish(
+        backend,
+        layout,
+        bundles,
+        tag_name=tag_name,
+        links=repo.links,
+        wait_s=repo.wait,
+        plan=plan,
+        step=step,
+    )
+    result = {"product": name, "version": str(release_version), **publication.as_dict()}
+    if not plan:
+        earlier = [r for r in ledger.records("publish") if r.get("repository") == repo_name]
+        if publication.status != "already published" or not earlier:
+            ledger.record("publish", result)
+    return result
+
+
+def repository_status(config: ReleaseConfig, repository: str | None) -> dict[str, Any]:
+    from cvmfs.factory import make_backend
+    from cvmfs.layout import PRO_LINK
+
+    repo_name, repo = config.repository(repository)
+    backend = make_backend(config, repo_name, repo)
+    status = backend.status()
+    entries = backend.entries(repo.prefix) if status.exists else {}
+    return {
+        "repository": repo_name,
+        "backend": backend.kind,
+        "exists": status.exists,
+        "revision": status.revision,
+        "prefix": repo.prefix,
+        "versions": sorted(name for name, target in entries.items() if target is None),
+        "links": {name: target for name, target in entries.items() if target is not None},
+        "pro": entries.get(PRO_LINK),
+        "tags": [tag.__dict__ for tag in (backend.tags() if status.exists else [])],
+        "transactions": [txn.describe() for txn in status.transactions],
+        "whitelist_expires": status.whitelist_expires.isoformat()
+        if status.whitelist_expires
+        else None,
+    }
+
+
+def collect_garbage(config: ReleaseConfig, repository: str | None, *, plan: bool) -> dict[str, Any]:
+    """Remove versions beyond the retention, in one transaction; never a linked one."""
+    from cvmfs.backends.base import Owner
+    from cvmfs.factory import make_backend
+    from cvmfs.retention import plan_retention
+
+    repo_name, repo = config.repository(repository)
+    backend = make_backend(config, repo_name, repo)
+    retention = plan_retention(backend.entries(repo.prefix), repo.keep)
+    result: dict[str, Any] = {
+        "repository": repo_name,
+        "keep": retention.keep,
+        "remove": retention.remove,
+        "reasons": retention.reasons,
+        "status": "planned" if plan else "nothing to remove",
+    }
+    if plan or not retention.remove:
+        return result
+    txn = backend.open(repo.prefix, Owner.me("gc"), repo.wait)
+    try:
+        for name in retention.remove:
+            txn.remove(f"{repo.prefix}/{name}")
+        result["revision"] = txn.publish(f"gc-{'-'.join(retention.remove)}"[:200], "retention", "")
+    except BaseException:
+        txn.abort()
+        raise
+    result["status"] = "removed"
+    return result
+
+
+def init_repository(config: ReleaseConfig, repository: str | None) -> dict[str, Any]:
+    from cvmfs.backends.directory import DirectoryBackend
+    from cvmfs.factory import make_backend
+    from release.errors import BadInput
+
+    repo_name, repo = config.repository(repository)
+    backend = make_backend(config, repo_name, repo)
+    if not isinstance(backend, DirectoryBackend):
+        raise BadInput(
+            f"{repo_name} uses the {repo.backend} backend",
+            fix="a server repository is created by its administrator: cvmfs_server mkfs",
+        )
+    created = backend.init()
+    return {"repository": repo_name, "path": str(backend.root), "created": created}
+
+
+def abort_stale(config: ReleaseConfig, repository: str | None) -> dict[str, Any]:
+    from cvmfs.factory import make_backend
+
+    repo_name, repo = config.repository(repository)
+    backend = make_backend(config, repo_name, repo)
+    return {"repository": repo_name, "cleared": backend.clear_stale(None)}
