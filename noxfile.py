@@ -19,7 +19,7 @@ nox.options.reuse_existing_virtualenvs = True
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit, lab and end-to-end tests (lab tests need root and the package index)."""
+    """Unit and lab tests (lab tests need root and the package index)."""
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
 

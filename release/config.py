@@ -14,9 +14,18 @@ import tomllib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from release.errors import ConfigError
 
@@ -92,10 +101,20 @@ class IndexSource(_Frozen):
         return "index"
 
 
+def _source_kind(value: Any) -> str:
+    """Pick the source model by its key, so errors speak of one kind, not both."""
+    if isinstance(value, Mapping):
+        return "index" if "index" in value and "git" not in value else "git"
+    return "index" if isinstance(value, IndexSource) else "git"
+
+
 class Product(_Frozen):
     """One thing we release: DIRAC, DiracX, or a VO extension."""
 
-    source: GitSource | IndexSource
+    source: Annotated[
+        Annotated[GitSource, Tag("git")] | Annotated[IndexSource, Tag("index")],
+        Discriminator(_source_kind),
+    ]
     distribution: str | None = None
     python: str = "3.11"
     requirements: tuple[str, ...] = ()
@@ -138,6 +157,18 @@ class Product(_Frozen):
                     f"{item!r}: direct URLs cannot be locked reproducibly; pin a version"
                 )
         return value
+
+    @field_validator("exclude_newer", mode="before")
+    @classmethod
+    def _commit_or_date(cls, value: Any) -> Any:
+        if value is None or value == "commit" or isinstance(value, datetime):
+            return value
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                pass
+        raise ValueError('must be "commit" or a date-time such as 2026-10-01T00:00:00Z')
 
     @field_validator("exclude_newer")
     @classmethod
@@ -372,13 +403,20 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+def _apply_env(
+    data: dict[str, Any], environ: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Apply overrides; also return key path -> variable, so errors can name the variable."""
+    used: dict[str, str] = {}
     for var, keys in ENV_OVERRIDES.items():
         if environ.get(var):
             section = data.setdefault(keys[0], {})
             if isinstance(section, dict):
+                section = dict(section)
                 section[keys[1]] = environ[var]
-    return data
+                data[keys[0]] = section
+                used[".".join(keys)] = var
+    return data, used
 
 
 def _known_keys(loc: tuple[Any, ...]) -> list[str]:
@@ -406,17 +444,35 @@ def _known_keys(loc: tuple[Any, ...]) -> list[str]:
     return [name for name in model.model_fields if name != "path"]
 
 
+def _is_key(part: object) -> bool:
+    text = str(part)
+    return not text.startswith(
+        ("function-", "GitSource", "IndexSource", "literal[", "[")
+    ) and text not in (
+        "datetime",
+        "str",
+        "int",
+    )
+
+
 def _format(error: Mapping[str, Any]) -> tuple[str, str]:
     """(key path, message) for one pydantic error, in the words of the file."""
-    loc = tuple(
-        part
-        for part in error["loc"]
-        if not str(part).startswith(("function-", "GitSource", "IndexSource"))
-    )
+    # Drop pydantic's own loc parts (union branches, validators, '[key]'): keep the file's keys.
+    raw = [part for part in error["loc"] if _is_key(part)]
+    source_kind = None
+    for index in range(len(raw) - 1):
+        if raw[index] == "source" and raw[index + 1] in ("git", "index") and index + 2 < len(raw):
+            source_kind = raw.pop(index + 1)  # the discriminator's tag, not a key of the file
+            break
+    loc = tuple(raw)
     key = ".".join(str(part) for part in loc) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
-        known = _known_keys(loc)
+        known = (
+            list((GitSource if source_kind == "git" else IndexSource).model_fields)
+            if source_kind
+            else _known_keys(loc)
+        )
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return key, f"unknown key{hint}; valid keys here: {', '.join(known)}"
@@ -425,9 +481,20 @@ def _format(error: Mapping[str, Any]) -> tuple[str, str]:
     if kind == "literal_error" and loc and loc[0] == "platforms":
         return key, f"unknown platform; supported: {', '.join(KNOWN_PLATFORMS)}"
     message = str(error["msg"]).removeprefix("Value error, ")
-    if "input" in error and kind not in ("model_type", "dict_type"):
+    if (
+        "input" in error
+        and kind not in ("model_type", "dict_type")
+        and not isinstance(error["input"], dict)
+    ):
         message = f"{message} (got {error['input']!r})"
     return key, message
+
+
+def _suggested_key(key: str, message: str) -> str:
+    """For a misspelt key, the example of the key it was probably meant to be."""
+    if "did you mean '" in message:
+        return key.rsplit(".", 1)[0] + "." + message.split("did you mean '", 1)[1].split("'", 1)[0]
+    return key
 
 
 def _example_for(key: str) -> str | None:
@@ -441,11 +508,15 @@ def parse_config(
     data: dict[str, Any], path: Path, environ: Mapping[str, str] | None = None
 ) -> ReleaseConfig:
     """Validate already-parsed TOML; errors name `path` and the key."""
-    data = _apply_env(dict(data), os.environ if environ is None else environ)
+    data, from_env = _apply_env(dict(data), os.environ if environ is None else environ)
     try:
         return ReleaseConfig.model_validate({**data, "path": path})
     except ValidationError as exc:
         errors = [_format(err) for err in exc.errors()]
+        errors = [
+            (key, f"{message} (set by {from_env[key]})" if key in from_env else message)
+            for key, message in errors
+        ]
         seen: set[str] = set()
         lines: list[str] = []
         fixes: list[str] = []
@@ -454,10 +525,15 @@ def parse_config(
                 continue
             seen.add(key)
             lines.append(f"{key}: {message}")
-            example = _example_for(key)
+            example = _example_for(_suggested_key(key, message))
             if example and example not in fixes:
                 fixes.append(example)
-        fix = "example of a right value:\n" + "\n".join(f"  {f}" for f in fixes) if fixes else None
+        fix = None
+        if fixes:
+            body = "\n".join(
+                "\n".join(f"  {line}" for line in example.splitlines()) for example in fixes
+            )
+            fix = "example of a right value:\n" + body
         raise ConfigError(
             "; ".join(lines) if len(lines) == 1 else "\n  " + "\n  ".join(lines),
             where=str(path),

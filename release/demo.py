@@ -50,7 +50,14 @@ def demo_config_text() -> str:
 
 def prepare_repository(repo_dir: Path) -> str:
     """Create (or reuse, when identical) the demo repository and its tag; returns the commit."""
-    import git
+    try:
+        import git
+    except ImportError as exc:  # GitPython refuses to import without a git executable
+        from release.errors import InfrastructureError
+
+        raise InfrastructureError(
+            f"cannot use git: {exc}", fix="install git (apt-get install git)"
+        ) from None
 
     files = _product_files()
     if (repo_dir / ".git").is_dir():

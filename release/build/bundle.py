@@ -29,7 +29,7 @@ from release.build.smoke import run_smoke, top_level_modules
 from release.build.source import ProductSource, build_wheel, resolve_source
 from release.build.tarball import write_tarball
 from release.build.uvtool import uv_version
-from release.config import Product, ReleaseConfig
+from release.config import PlatformName, Product, ReleaseConfig
 from release.errors import BadInput, InfrastructureError
 from release.ledger import Ledger
 from release.progress import Progress
@@ -348,8 +348,6 @@ def build_release(
     out = (out or config.resolve_path(config.build.out)).absolute()
     check_writable(out)
     cache_dir = config.resolve_path(config.build.cache_dir)
-    if refresh:
-        shutil.rmtree(cache_dir / "locks", ignore_errors=True)
 
     source = resolve_source(config, name, product, release_version, allow_dirty=allow_dirty)
     for arch in arches:
@@ -358,9 +356,11 @@ def build_release(
     report = BuildReport(product=name, version=release_version, source=source, out=out)
     level = config.build.compression_level
 
-    def lock_for(arch: str) -> Lock:
+    def lock_for(arch: PlatformName) -> Lock:
         progress.step(arch, "resolving")
-        return compile_lock(source, product, arch, config.platforms[arch], cache_dir)  # type: ignore[index]
+        return compile_lock(
+            source, product, arch, config.platforms[arch], cache_dir, refresh=refresh
+        )
 
     jobs = min(config.build.jobs, len(arches))
     with ThreadPoolExecutor(max_workers=jobs) as pool:

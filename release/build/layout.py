@@ -58,20 +58,26 @@ MACHINE_METADATA = ("uv_cache.json", "direct_url.json")
 
 
 def scrub_installer_metadata(site: Path) -> None:
-    """Drop per-machine installer files and their RECORD lines, so rebuilds are byte-identical."""
+    """Drop per-machine installer files and their RECORD lines, so rebuilds are byte-identical.
+
+    Also drops RECORD lines of the installer's own scripts (`bin/...`): they named this
+    machine's interpreter and were replaced by relocatable ones outside site-packages.
+    """
     for info in sorted(site.glob("*.dist-info")):
         found = [name for name in MACHINE_METADATA if (info / name).exists()]
-        if not found:
-            continue
         for name in found:
             (info / name).unlink()
         record = info / "RECORD"
-        if record.exists():
-            drop = {f"{info.name}/{name}" for name in found}
-            lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
-            record.write_text(
-                "".join(line for line in lines if line.split(",")[0] not in drop), encoding="utf-8"
-            )
+        if not record.exists():
+            continue
+        drop = {f"{info.name}/{name}" for name in found}
+        lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [
+            line for line in lines
+            if line.split(",")[0] not in drop and not line.startswith(("bin/", "../../bin/"))
+        ]  # fmt: skip
+        if kept != lines:
+            record.write_text("".join(kept), encoding="utf-8")
 
 
 _SCRIPT = """\

@@ -55,7 +55,13 @@ def inputs_fingerprint(
 
 
 def compile_lock(
-    source: ProductSource, product: Product, arch: str, platform: Platform, cache_dir: Path
+    source: ProductSource,
+    product: Product,
+    arch: str,
+    platform: Platform,
+    cache_dir: Path,
+    *,
+    refresh: bool = False,
 ) -> Lock:
     """Resolve for `arch` on this machine, wheels only; cached when the inputs pin the index date."""
     python_platform = platform.python_platform(arch)
@@ -63,7 +69,7 @@ def compile_lock(
     if source.exclude_newer:
         key = inputs_fingerprint(source, product, arch, platform)
         cached = cache_dir / "locks" / f"{key}.lock"
-        if cached.is_file():
+        if cached.is_file() and not refresh:
             return Lock(arch, python_platform, cached.read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory(prefix="dirac-release-lock-") as tmp:
         work = Path(tmp)

@@ -77,31 +77,28 @@ def run_smoke(tree: Path, arch: str, python: str, modules: list[str]) -> SmokeRe
         ) from None
     if proc.returncode != 0:
         raise CheckFailed(
-            f"import smoke test of the {arch} bundle failed ({how})",
-            where=str(tree),
+            f"import smoke test of the {arch} bundle failed ({how}); nothing was written",
             fix="\n".join(proc.stderr.strip().splitlines()[-8:]),
         )
     return SmokeResult("passed", f"imported {', '.join(modules)} ({how})")
 
 
 def top_level_modules(site: Path, distribution: str) -> list[str]:
-    """Import names a distribution provides, from its RECORD."""
+    """Import names a distribution provides, from its RECORD (packages and top-level modules)."""
     from packaging.utils import canonicalize_name
 
     wanted = canonicalize_name(distribution)
     for info in site.glob("*.dist-info"):
-        if canonicalize_name(info.name.rsplit("-", 1)[0]) != wanted:
+        if canonicalize_name(info.name.removesuffix(".dist-info").rsplit("-", 1)[0]) != wanted:
             continue
         names: set[str] = set()
         for line in (info / "RECORD").read_text(encoding="utf-8").splitlines():
-            first = line.split(",")[0].split("/")[0]
-            if first.endswith(".py") and "/" not in line.split(",")[0]:
-                names.add(first.removesuffix(".py"))
-            elif (
-                "/" in line.split(",")[0]
-                and not first.endswith((".dist-info", ".data"))
-                and first != ".."
-            ):
+            path = line.split(",")[0]
+            first = path.split("/")[0]
+            if "/" not in path:
+                if first.endswith(".py"):
+                    names.add(first.removesuffix(".py"))
+            elif path.endswith((".py", ".so")) and not first.endswith((".dist-info", ".data")):
                 names.add(first)
-        return sorted(n for n in names if n.isidentifier())
+        return sorted(n for n in names if n.isidentifier() and n not in {"bin", "tests"})
     return []

@@ -82,6 +82,7 @@ def _git_location(config: ReleaseConfig, source: GitSource) -> tuple[Path, bool]
     clone = cache / key
     import git
 
+    tmp: Path | None = None
     try:
         if clone.exists():
             git.Repo(clone).git.fetch("--tags", "--force", "origin")
@@ -90,11 +91,16 @@ def _git_location(config: ReleaseConfig, source: GitSource) -> tuple[Path, bool]
             tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".clone-"))
             git.Repo.clone_from(text, tmp, bare=True)
             tmp.rename(clone)
+            tmp = None
     except git.GitCommandError as exc:
+        detail = str(exc.stderr or exc).strip().removeprefix("stderr:").strip().strip("'").strip()
         raise InfrastructureError(
-            f"cannot fetch {text}: {exc.stderr.strip() or exc}",
+            f"cannot fetch {text}: {detail}",
             fix="check the URL and your network or credentials",
         ) from None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return clone, False
 
 

@@ -72,14 +72,24 @@ def explain_resolution_failure(stderr: str, platform: str) -> BadInput | None:
         detail = f" (version {available.group(2)} has wheels only for {available.group(3).strip()})"
     name = names[0]
     return BadInput(
-        f"{name} has no wheel for {platform}{detail}; building from source is refused "
-        "because a bundle must not compile for another architecture",
+        f"{name} has no wheel for {platform}{detail}; bundles hold wheels only "
+        "(nothing is compiled at build time, so every platform gets exactly what was published)",
         fix=(
             f"pin a version of {name} that publishes {platform} wheels in the product's requirements,\n"
-            f"or take {name} from the base environment (DIRACOS2, conda) instead of the bundle,\n"
-            f"or build for the other platforms only (--platform)."
+            f"or install {name} in the base environment (DIRACOS2, conda) and drop it from the\n"
+            f"product's requirements, or build for the other platforms only (--platform)."
         ),
     )
+
+
+#: uv's words for a network failure (an infrastructure problem, not bad input).
+_UNREACHABLE = (
+    "Failed to fetch",
+    "error sending request",
+    "tcp connect error",
+    "dns error",
+    "timed out",
+)
 
 
 def run_uv(
@@ -92,6 +102,12 @@ def run_uv(
     if proc.returncode == 0:
         return proc.stdout
     stderr = proc.stderr.strip()
+    if any(sign in stderr for sign in _UNREACHABLE):
+        raise InfrastructureError(
+            f"{what} failed: the package index cannot be reached",
+            fix=_tail(stderr, 4)
+            + "\ncheck the network, or the index settings (UV_INDEX_URL, UV_DEFAULT_INDEX)",
+        )
     refusal = explain_resolution_failure(stderr, platform) if platform else None
     if refusal is not None:
         raise refusal
