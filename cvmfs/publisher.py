@@ -111,7 +111,16 @@ def publish(
                 "re-sign it (cvmfs_server resign) before it blocks publishing"
             )
     for held in status.transactions:
-        result.notes.append(f"open: {held.describe()}")
+        if (
+            held.stale
+            and held.owner is not None
+            and held.owner.publication == tag_name
+            and not plan
+        ):
+            # Our own earlier attempt died: finish it (journaled) or discard it, then look again.
+            result.notes.extend(backend.clear_stale(tag_name))
+        else:
+            result.notes.append(f"open: {held.describe()}")
     existing = {tag.name: tag for tag in backend.tags()}
     if tag_name in existing:
         same = _published_digest(backend, layout, bundles)
@@ -150,7 +159,7 @@ def publish(
     # 2. Open one transaction on the narrowest path that exists.
     say("opening a transaction")
     txn: Transaction = backend.open(layout.prefix, Owner.me(tag_name), wait_s)
-    result.notes.extend(getattr(backend, "notes", []))
+    result.notes.extend(note for note in getattr(backend, "notes", []) if note not in result.notes)
     try:
         failpoints.reached("opened")
         # 3. Sync all platforms in this one transaction.

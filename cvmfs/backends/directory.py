@@ -295,6 +295,7 @@ class DirectoryTransaction:
                 source / entry["path"], entry["sha256"], entry["mode"] == "755"
             )
             os.link(obj, target)
+        mf.manifest_path(dest).parent.mkdir(exist_ok=True)
         shutil.copyfile(mf.manifest_path(source), mf.manifest_path(dest))
 
     def mark_catalog(self, rel: str) -> None:
