@@ -163,8 +163,13 @@ def test_stale_transaction_of_another_publication_is_reported_not_touched(site: 
 def test_two_publishers_at_once_never_interleave(site: Path) -> None:
     make_bundle(site / "dist", "v1.0.1")
     write_config(site, wait=60)
-    first = start(site, "v1.0.0")
-    second = start(site, "v1.0.1")
+    marker = site / "first-holds-the-lock"
+    first = start(site, "v1.0.0", DIRAC_RELEASE_FAILPOINT="synced", DIRAC_RELEASE_FAILPOINT_FILE=str(marker),
+                  DIRAC_RELEASE_FAILPOINT_PAUSE="1.5")  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    second = start(site, "v1.0.1")  # starts while the first is mid-transaction
     outs = [p.communicate(timeout=120) for p in (first, second)]
     codes = [first.returncode, second.returncode]
     assert codes == [0, 0], outs
