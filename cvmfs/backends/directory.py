@@ -2,23 +2,25 @@
 
 Layout next to each other on one filesystem (renames must be atomic, hardlinks possible):
 `<stratum>/<repo>/` is what clients see; `<stratum>/.dirac-release/<repo>/` holds the
-content-addressed object store, the transaction lock, staging areas and the tag list.
+transaction lock, staging areas and the tag list.
 
 A version is staged completely, then appears with one rename; links switch with one rename.
 Publishing writes a journal first, so a publisher killed half-way through is rolled forward by
 the next one; a transaction that never reached its journal is simply discarded. Identical
-file content is stored once (hardlinks into the object store), so a version that shares most
-files with the previous one costs only its new bytes.
+file content is stored once: a file whose content (and mode) an already published version has
+is a hardlink to it, found through the published manifests, so a version that shares most
+files with the previous one costs only its new bytes, and a new file costs one write, as in a
+plain copy. Published files are read-only, so no version can change another's content.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import shutil
 import socket
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -56,7 +58,6 @@ class DirectoryBackend:
         self.stratum = stratum
         self.root = stratum / repository
         self.state = stratum / ".dirac-release" / repository
-        self.objects = self.state / "objects"
         self.lock_path = self.state / "transaction.json"
         self.tags_path = self.state / "tags.json"
         self.notes: list[str] = []
@@ -69,7 +70,6 @@ class DirectoryBackend:
             return False
         self.root.mkdir(parents=True, exist_ok=True)
         (self.state / "txn").mkdir(parents=True, exist_ok=True)
-        self.objects.mkdir(exist_ok=True)
         _write_json(self.tags_path, {"revision": 0, "tags": []})
         return True
 
@@ -224,45 +224,23 @@ class DirectoryBackend:
 
     # -- content store ------------------------------------------------------------------------
 
-    def store(self, source: Path, sha256: str, executable: bool) -> Path:
-        """Copy (or find) a file's content in the object store, checking its hash as it is read."""
-        key = f"{sha256}-{'x' if executable else 'r'}"
-        obj = self.objects / sha256[:2] / key
-        digest = hashlib.sha256()
-        if obj.exists():
-            with source.open("rb") as handle:
-                while chunk := handle.read(CHUNK):
-                    digest.update(chunk)
-        else:
-            obj.parent.mkdir(parents=True, exist_ok=True)
-            tmp = obj.with_name(f".{key}.{uuid.uuid4().hex}")
-            with source.open("rb") as handle, tmp.open("wb") as out:
-                while chunk := handle.read(CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
-            if digest.hexdigest() == sha256:
-                tmp.chmod(0o555 if executable else 0o444)
-                # link, never rename over: a concurrent writer of the same content must not
-                # replace an inode another thread is about to hardlink (that link would fail).
-                with contextlib.suppress(FileExistsError):
-                    os.link(tmp, obj)
-            tmp.unlink()
-        if digest.hexdigest() != sha256:
-            raise BadInput(
-                f"{source} does not match its manifest (sha256 {digest.hexdigest()[:16]}..., "
-                f"expected {sha256[:16]}...)",
-                fix="the bundle changed after it was built: rebuild it with dirac-release build --refresh",
-            )
-        return obj
-
-    def prune_objects(self) -> int:
-        """Delete content no published or staged file uses any more (link count 1)."""
-        removed = 0
-        for obj in self.objects.glob("*/*"):
-            if obj.stat().st_nlink == 1 and not obj.name.startswith("."):
-                obj.unlink()
-                removed += 1
-        return removed
+    def content_index(self, prefix_dir: Path) -> dict[tuple[str, bool], Path]:
+        """(sha256, executable) -> a published file with that content, from the manifests."""
+        index: dict[tuple[str, bool], Path] = {}
+        if not prefix_dir.is_dir():
+            return index
+        for manifest_file in sorted(prefix_dir.glob(f"*/Linux-*/{mf.META_DIR}/{mf.MANIFEST_NAME}")):
+            tree = manifest_file.parent.parent
+            try:
+                manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            for entry in manifest.get("files", []):
+                if "sha256" in entry:
+                    index.setdefault(
+                        (entry["sha256"], entry["mode"] == "755"), tree / entry["path"]
+                    )
+        return index
 
 
 class DirectoryTransaction:
@@ -274,6 +252,8 @@ class DirectoryTransaction:
         self.staged.mkdir(parents=True, exist_ok=True)
         self.links: list[tuple[str, str, str]] = []
         self.removes: list[str] = []
+        self._index: dict[tuple[str, bool], Path] | None = None
+        self._index_lock = threading.Lock()
 
     @classmethod
     def resume(cls, backend: DirectoryBackend, txn_id: str) -> None:
@@ -282,21 +262,60 @@ class DirectoryTransaction:
         journal = json.loads((txn.dir / "journal.json").read_text(encoding="utf-8"))
         txn._apply(journal)
 
+    def _known(self, rel: str) -> dict[tuple[str, bool], Path]:
+        with self._index_lock:
+            if self._index is None:
+                self._index = self.backend.content_index((self.backend.root / rel).parent.parent)
+            return self._index
+
     def sync_tree(self, rel: str, source: Path, manifest: dict[str, Any]) -> None:
         dest = self.staged / rel
         dest.mkdir(parents=True, exist_ok=True)
+        known = self._known(rel)
+        made = {dest}
         for entry in manifest["files"]:
             target = dest / entry["path"]
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.add(target.parent)
             if "link" in entry:
                 target.symlink_to(entry["link"])
                 continue
-            obj = self.backend.store(
-                source / entry["path"], entry["sha256"], entry["mode"] == "755"
-            )
-            os.link(obj, target)
+            key = (entry["sha256"], entry["mode"] == "755")
+            self._place(source / entry["path"], target, key, known.get(key))
+            with self._index_lock:
+                known.setdefault(key, target)
         mf.manifest_path(dest).parent.mkdir(exist_ok=True)
         shutil.copyfile(mf.manifest_path(source), mf.manifest_path(dest))
+
+    @staticmethod
+    def _place(source: Path, target: Path, key: tuple[str, bool], same: Path | None) -> None:
+        """Hash the source as it is read; write it, or hardlink a file with the same content."""
+        digest = hashlib.sha256()
+        with source.open("rb") as handle:
+            if same is not None:
+                while chunk := handle.read(CHUNK):
+                    digest.update(chunk)
+            else:
+                with target.open("xb") as out:
+                    while chunk := handle.read(CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+        sha256, executable = key
+        if digest.hexdigest() != sha256:
+            target.unlink(missing_ok=True)
+            raise BadInput(
+                f"{source} does not match its manifest (sha256 {digest.hexdigest()[:16]}..., "
+                f"expected {sha256[:16]}...)",
+                fix="the bundle changed after it was built: rebuild it with dirac-release build --refresh",
+            )
+        if same is not None:
+            try:
+                os.link(same, target)
+                return
+            except OSError:  # gone meanwhile, or the link limit: store the content itself
+                shutil.copyfile(source, target)
+        target.chmod(0o555 if executable else 0o444)
 
     def mark_catalog(self, rel: str) -> None:
         marker = self.staged / rel / ".cvmfscatalog"
@@ -384,8 +403,6 @@ class DirectoryTransaction:
             _write_json(self.backend.tags_path, data)
         revision = int(next(t["revision"] for t in data["tags"] if t["name"] == tag["name"]))
         self.backend._release(self.id)
-        if journal["removes"]:
-            self.backend.prune_objects()
         return revision
 
     def abort(self) -> None:
