@@ -52,6 +52,13 @@ def build(session: nox.Session) -> None:
 
 
 @nox.session
+def publish(session: nox.Session) -> None:
+    """Publish built bundles to CVMFS: nox -s publish -- --version v9.0.0a29 [--plan] [--repository R]."""
+    session.install("-e", ".")
+    session.run("dirac-release", "publish", *session.posargs)
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """The laptop demo on the embedded VO extension: nox -s demo [-- --until build]."""
     session.install("-e", ".")
