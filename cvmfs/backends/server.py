@@ -327,8 +327,10 @@ class ServerBackend:
             if held is not None and self._stale(held["owner"]):
                 self.clear_stale(owner.publication)
                 continue
-            remaining = max(0, int(deadline - time.monotonic()))
-            proc = self._server(f"transaction -t {remaining} {_q(f'{self.repository}/{lease}')}")
+            # cvmfs_server's -t 0 means "retry forever": only ever pass a positive bound.
+            remaining = int(deadline - time.monotonic())
+            retry = f"-t {remaining} " if remaining >= 1 else ""
+            proc = self._server(f"transaction {retry}{_q(f'{self.repository}/{lease}')}")
             if proc.returncode == 0:
                 record = {"owner": owner.as_dict(), "lease": lease}
                 self.runner.run(
