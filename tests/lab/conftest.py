@@ -36,6 +36,15 @@ def aarch64_sysroot() -> Path:
 
 
 @pytest.fixture(scope="session")
+def lab_rootfs() -> Path:
+    """The cached Debian rootfs of the lab hosts (debootstrap once per machine, ~40 s)."""
+    from tests.lab.labhosts import ROOTFS_CACHE, prepare_rootfs, require_lab_hosts
+
+    require_lab_hosts()
+    return prepare_rootfs(ROOTFS_CACHE)
+
+
+@pytest.fixture(scope="session")
 def demo_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo")
     demo.prepare_repository(root / demo.REPO_NAME)
