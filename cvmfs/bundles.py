@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from release.build import manifest as mf
+from release.build.bundle import read_sums
 from release.errors import BadInput
 
 
@@ -46,15 +47,6 @@ class BundleSet:
         return sum(int(m["totals"]["bytes"]) for m in self.manifests.values())
 
 
-def _sums(path: Path) -> dict[str, str]:
-    sums: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        digest, _, name = line.partition("  ")
-        if name:
-            sums[name] = digest
-    return sums
-
-
 def check_paths(arch: str, manifest: dict[str, Any]) -> None:
     """No absolute paths, no `..`, no link that leaves the tree: a bundle stays in its folder."""
     for entry in manifest["files"]:
@@ -86,7 +78,7 @@ def load_bundles(
             f"no bundles for {tag} in {out} (missing {sums_path.name})",
             fix=f"build them first: dirac-release build --version {tag}",
         )
-    sums = _sums(sums_path)
+    sums = read_sums(sums_path)
     bundles = BundleSet(product=product, tag=tag, version_dir=version_dir)
     for arch in platforms:
         tree = version_dir / f"Linux-{arch}"

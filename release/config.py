@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -31,6 +31,8 @@ from release.errors import ConfigError
 
 if TYPE_CHECKING:
     from release.ledger import Ledger
+
+T = TypeVar("T")
 
 PlatformName = Literal["x86_64", "aarch64"]
 KNOWN_PLATFORMS: tuple[PlatformName, ...] = ("x86_64", "aarch64")
@@ -329,55 +331,48 @@ class ReleaseConfig(_Frozen):
 
         return Ledger(self.resolve_path(self.state.dir), product, tag)
 
-    def product(self, name: str | None) -> tuple[str, Product]:
-        """The product a command is about: the named one, or the only one."""
+    def _pick(
+        self, kind: str, table: Mapping[str, T], name: str | None, choose: str
+    ) -> tuple[str, T]:
+        """The named entry of a table, or its only one; errors say what exists."""
         from release.errors import BadInput
 
         if name is None:
-            if len(self.products) == 1:
-                return next(iter(self.products.items()))
-            raise BadInput(
-                f"{self.path} defines several products ({', '.join(self.products)})",
-                fix=f"choose one with --product, e.g. --product {next(iter(self.products))}",
-            )
-        if name not in self.products:
-            close = difflib.get_close_matches(name, list(self.products), n=1)
+            if len(table) == 1:
+                return next(iter(table.items()))
+            if not table:
+                raise BadInput(
+                    f"{self.path} defines no {kind}", fix="add one, e.g.\n" + EXAMPLES[plural]
+                )
+            raise BadInput(f"{self.path} defines several {plural} ({', '.join(table)})", fix=choose)
+        if name not in table:
+            close = difflib.get_close_matches(name, list(table), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise BadInput(
-                f"unknown product {name!r}",
+                f"unknown {kind} {name!r}",
                 where=str(self.path),
-                fix=f"{hint}products in this file: {', '.join(self.products)}",
+                fix=f"{hint}{plural} in this file: {', '.join(table) or 'none'}",
             )
-        return name, self.products[name]
+        return name, table[name]
+
+    def product(self, name: str | None) -> tuple[str, Product]:
+        """The product a command is about: the named one, or the only one."""
+        first = next(iter(self.products), "DIRAC")
+        return self._pick(
+            "product", self.products, name, f"choose one with --product, e.g. --product {first}"
+        )
 
     def repository(
         self, name: str | None, product: Product | None = None
     ) -> tuple[str, Repository]:
         """The repository a command is about: named, the product's, or the only one."""
-        from release.errors import BadInput
-
         name = name or (product.repository if product else None)
-        if name is None:
-            if len(self.repositories) == 1:
-                return next(iter(self.repositories.items()))
-            if not self.repositories:
-                raise BadInput(
-                    f"{self.path} defines no CVMFS repository",
-                    fix='add one, e.g.\n[repositories."dirac.egi.eu"]\nbackend = "directory"\npath = "stratum"',
-                )
-            raise BadInput(
-                f"{self.path} defines several repositories ({', '.join(self.repositories)})",
-                fix="choose one with --repository, or set products.<name>.repository",
-            )
-        if name not in self.repositories:
-            close = difflib.get_close_matches(name, list(self.repositories), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise BadInput(
-                f"unknown repository {name!r}",
-                where=str(self.path),
-                fix=f"{hint}repositories in this file: {', '.join(self.repositories) or 'none'}",
-            )
-        return name, self.repositories[name]
+        return self._pick(
+            "repository",
+            self.repositories,
+            name,
+            "choose one with --repository, or set products.<name>.repository",
+        )
 
     def platform_names(self, choice: str) -> list[PlatformName]:
         """Expand a --platform choice ('all' or one name) against the configured platforms."""
