@@ -332,7 +332,7 @@ class ReleaseConfig(_Frozen):
         return Ledger(self.resolve_path(self.state.dir), product, tag)
 
     def _pick(
-        self, kind: str, table: Mapping[str, T], name: str | None, choose: str
+        self, kind: str, table: Mapping[str, T], name: str | None, choose: str, plural: str
     ) -> tuple[str, T]:
         """The named entry of a table, or its only one; errors say what exists."""
         from release.errors import BadInput
