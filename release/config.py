@@ -359,7 +359,11 @@ class ReleaseConfig(_Frozen):
         """The product a command is about: the named one, or the only one."""
         first = next(iter(self.products), "DIRAC")
         return self._pick(
-            "product", self.products, name, f"choose one with --product, e.g. --product {first}"
+            "product",
+            self.products,
+            name,
+            f"choose one with --product, e.g. --product {first}",
+            "products",
         )
 
     def repository(
@@ -372,6 +376,7 @@ class ReleaseConfig(_Frozen):
             self.repositories,
             name,
             "choose one with --repository, or set products.<name>.repository",
+            "repositories",
         )
 
     def platform_names(self, choice: str) -> list[PlatformName]:

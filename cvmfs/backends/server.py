@@ -342,6 +342,11 @@ class ServerBackend:
                 self._create_lease_path(lease)
                 created = True
                 continue
+            if proc.returncode == 1 and "does not exist" in proc.stdout + proc.stderr:
+                raise BadInput(
+                    f"cvmfs_server on {self.runner.where} has no repository {self.repository}",
+                    fix="check the repository name in release.toml (cvmfs_server list shows what exists)",
+                )
             if proc.returncode == errno.EINVAL:
                 raise BadInput(
                     f"cvmfs_server does not know repository {self.repository}",
@@ -441,7 +446,7 @@ class ServerTransaction:
             f"publish -a {_q(tag)} -m {_q(message)} {_q(self.backend.repository)}"
         )
         if proc.returncode != 0:
-            if "already exists" in proc.stdout + proc.stderr:
+            if "already in use" in proc.stdout + proc.stderr:
                 raise BadInput(f"tag {tag} is already used in {self.backend.repository}")
             raise self.backend._fail("publish", proc)
         self.backend.runner.run(f"rm -f {_q(self.backend.owner_file)}")

@@ -209,3 +209,11 @@ def test_whitelist_about_to_expire_is_warned(node: Path, monkeypatch: pytest.Mon
     (node / "release.toml").write_text(text)
     result = publish(node)
     assert any("whitelist of soon.egi.eu expires in" in n for n in result["notes"])  # type: ignore[union-attr]
+
+
+def test_repository_missing_on_the_node_is_bad_input(node: Path) -> None:
+    text = (node / "release.toml").read_text().replace(f'"{REPO}"', '"absent.egi.eu"')
+    (node / "release.toml").write_text(text)
+    with pytest.raises(BadInput, match="does not exist on the server backend"):
+        publish(node)
+    assert "absent.egi.eu" not in cvmfs("list").stdout
