@@ -99,9 +99,13 @@ def publish(
     say("preflight")
     status = backend.status()
     if not status.exists:
+        fix = (
+            f"create it first: dirac-release cvmfs init --repository {layout.repository}"
+            if backend.kind == "directory"
+            else "create it on the stratum 0 (cvmfs_server mkfs), or fix the repository name"
+        )
         raise BadInput(
-            f"repository {layout.repository} does not exist on the {backend.kind} backend",
-            fix=f"create it first (directory backend: dirac-release cvmfs init --repository {layout.repository})",
+            f"repository {layout.repository} does not exist on the {backend.kind} backend", fix=fix
         )
     if status.whitelist_expires is not None:
         left = status.whitelist_expires.timestamp() - time.time()
@@ -127,8 +131,17 @@ def publish(
         if existing[tag_name].digest in (bundles.digest, "") and all(same.values()):
             result.status = "already published"
             result.revision = existing[tag_name].revision
+            entries = backend.entries(layout.prefix)
+            result.links = {name: str(entries.get(name)) for name in links}  # as they are now
             result.seconds = time.monotonic() - started
             return result
+        if bundles.tag not in backend.entries(layout.prefix):
+            raise BadInput(
+                f"{bundles.tag} was published as {tag_name} (revision {existing[tag_name].revision}) "
+                f"and has since been removed from {layout.repository} by retention",
+                fix="a release is never published twice under one tag: release a new version, or "
+                "restore the old revision (cvmfs_server rollback) if it must come back",
+            )
         differing = [arch for arch, ok in same.items() if not ok] or sorted(same)
         raise BadInput(
             f"tag {tag_name} is already published in {layout.repository} with other content "
@@ -217,9 +230,17 @@ def publish(
     failpoints.reached("published")
     # 6. Verify again, as a client would see it.
     say("verifying the publication")
-    problems = []
-    for arch, manifest in bundles.manifests.items():
-        problems += backend.verify_published(layout.platform_dir(bundles.tag, arch), manifest)
+    with ThreadPoolExecutor(max_workers=len(bundles.trees)) as pool:
+        problems = [
+            problem
+            for found in pool.map(
+                lambda arch: backend.verify_published(
+                    layout.platform_dir(bundles.tag, arch), bundles.manifests[arch]
+                ),
+                list(bundles.manifests),
+            )
+            for problem in found
+        ]
     if problems:
         raise CheckFailed(
             f"{tag_name} was published but does not verify: {'; '.join(problems[:5])}",

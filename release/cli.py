@@ -226,7 +226,7 @@ def cmd_cvmfs(args: argparse.Namespace) -> int:
     if args.action == "init":
         data = stage.init_repository(config, args.repository)
     else:
-        data = stage.abort_stale(config, args.repository)
+        data = stage.abort_stale(config, args.repository, stale=args.stale)
     if args.json:
         print_json(data)
     else:
@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     cvmfs.add_argument(
         "--stale",
         action="store_true",
-        help="abort: only a transaction whose process is gone (always)",
+        help="abort: required; clears only a transaction whose process is gone",
     )
 
     demo = add("demo", cmd_demo, "run the pipeline on the embedded demo product")

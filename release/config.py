@@ -317,6 +317,17 @@ class ReleaseConfig(_Frozen):
             raise ValueError("at least one platform is needed")
         return value
 
+    @model_validator(mode="after")
+    def _references(self) -> ReleaseConfig:
+        for name, product in self.products.items():
+            if product.repository is not None and product.repository not in self.repositories:
+                known = ", ".join(self.repositories) or "none"
+                raise ValueError(
+                    f"products.{name}.repository names {product.repository!r}, which is not "
+                    f"defined under [repositories] (defined: {known})"
+                )
+        return self
+
     @property
     def base_dir(self) -> Path:
         return self.path.resolve().parent
@@ -441,7 +452,7 @@ def _known_keys(loc: tuple[Any, ...]) -> list[str]:
                 break
     if model is Product and loc and loc[-2:-1] == ("source",):
         return ["git", "index", "subdirectory"]
-    return [name for name in model.model_fields if name != "path"]
+    return [name for name in model.model_fields if model is not ReleaseConfig or name != "path"]
 
 
 def _is_key(part: object) -> bool:

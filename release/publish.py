@@ -102,9 +102,18 @@ def collect_garbage(config: ReleaseConfig, repository: str | None, *, plan: bool
         return result
     txn = backend.open(repo.prefix, Owner.me("gc"), repo.wait)
     try:
+        # Decide again under the lock: a link may have moved while we waited for it.
+        retention = plan_retention(backend.entries(repo.prefix), repo.keep)
+        result.update(keep=retention.keep, remove=retention.remove, reasons=retention.reasons)
+        if not retention.remove:
+            txn.abort()
+            result["status"] = "nothing to remove"
+            return result
         for name in retention.remove:
             txn.remove(f"{repo.prefix}/{name}")
-        result["revision"] = txn.publish(f"gc-{'-'.join(retention.remove)}"[:200], "retention", "")
+        result["revision"] = txn.publish(
+            None, f"retention: remove {', '.join(retention.remove)}", ""
+        )
     except BaseException:
         txn.abort()
         raise
@@ -128,8 +137,16 @@ def init_repository(config: ReleaseConfig, repository: str | None) -> dict[str, 
     return {"repository": repo_name, "path": str(backend.root), "created": created}
 
 
-def abort_stale(config: ReleaseConfig, repository: str | None) -> dict[str, Any]:
+def abort_stale(config: ReleaseConfig, repository: str | None, *, stale: bool) -> dict[str, Any]:
+    """Clear a transaction whose publisher died. Never a live one: there is no --force."""
     from cvmfs.factory import make_backend
+    from release.errors import BadInput
+
+    if not stale:
+        raise BadInput(
+            "cvmfs abort only clears a transaction whose process is gone",
+            fix="say so explicitly: dirac-release cvmfs abort --stale [--repository R]",
+        )
 
     repo_name, repo = config.repository(repository)
     backend = make_backend(config, repo_name, repo)

@@ -319,7 +319,7 @@ class DirectoryTransaction:
             raise BadInput(
                 f"{source} does not match its manifest (sha256 {digest.hexdigest()[:16]}..., "
                 f"expected {sha256[:16]}...)",
-                fix="the bundle changed after it was built: rebuild it with dirac-release build --refresh",
+                fix="the bundle changed after it was built: rebuild it (dirac-release build --version <tag> --refresh)",
             )
         if same is not None:
             try:
@@ -370,17 +370,20 @@ class DirectoryTransaction:
         ]  # fmt: skip
         return len(moves) + len(links) + len(self.removes)
 
-    def publish(self, tag: str, message: str, digest: str) -> int:
+    def publish(self, tag: str | None, message: str, digest: str) -> int:
+        """Publish what is staged as the next revision, named `tag` unless None (maintenance)."""
         data = self.backend._tag_data()
-        if any(existing["name"] == tag for existing in data["tags"]):
+        if tag is not None and any(existing["name"] == tag for existing in data["tags"]):
             raise BadInput(f"tag {tag} is already used in {self.backend.repository}")
+        named = {"name": tag, "description": message, "digest": digest}
         journal = {
             "moves": self._moves(),
             "links": self.links,
             "removes": self.removes,
-            "tag": {"name": tag, "description": message, "digest": digest,
-                    "timestamp": int(datetime.now(UTC).timestamp())},
-        }  # fmt: skip
+            "revision": int(data["revision"]) + 1,
+            "timestamp": int(datetime.now(UTC).timestamp()),
+            "tag": named if tag is not None else None,
+        }
         _write_json(self.dir / "journal.json", journal)
         return self._apply(journal)
 
@@ -407,12 +410,17 @@ class DirectoryTransaction:
                 trash.mkdir(parents=True, exist_ok=True)
                 os.rename(victim, trash / str(index))
         data = self.backend._tag_data()
+        revision = int(journal["revision"])
         tag = journal["tag"]
-        if not any(existing["name"] == tag["name"] for existing in data["tags"]):
-            data["revision"] = int(data["revision"]) + 1
-            data["tags"].append({**tag, "revision": data["revision"]})
+        changed = int(data["revision"]) < revision
+        data["revision"] = max(int(data["revision"]), revision)
+        if tag is not None and not any(
+            existing["name"] == tag["name"] for existing in data["tags"]
+        ):
+            data["tags"].append({**tag, "revision": revision, "timestamp": journal["timestamp"]})
+            changed = True
+        if changed:
             _write_json(self.backend.tags_path, data)
-        revision = int(next(t["revision"] for t in data["tags"] if t["name"] == tag["name"]))
         self.backend._release(self.id)
         return revision
 

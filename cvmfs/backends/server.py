@@ -8,7 +8,9 @@ switches go into the same revision (ingest ignores `.cvmfsdirtab` and cannot mov
 The tree travels as a tar stream (`tar --hard-dereference`: CVMFS has no hardlinks across
 directories) over the same SSH connection that runs the commands.
 
-The SSH key and host come from configuration or the environment and are never printed.
+The SSH host and key come from configuration or the environment (DIRAC_RELEASE_CVMFS_HOST,
+DIRAC_RELEASE_CVMFS_SSH_KEY). Messages name the host; the key is only handed to ssh by path,
+never read, logged or printed.
 """
 
 from __future__ import annotations
@@ -441,16 +443,17 @@ class ServerTransaction:
     def changes(self) -> int:
         return self._changes
 
-    def publish(self, tag: str, message: str, digest: str) -> int:
+    def publish(self, tag: str | None, message: str, digest: str) -> int:
+        named = f"-a {_q(tag)} " if tag is not None else ""
         proc = self.backend._server(
-            f"publish -a {_q(tag)} -m {_q(message)} {_q(self.backend.repository)}"
+            f"publish {named}-m {_q(message)} {_q(self.backend.repository)}"
         )
         if proc.returncode != 0:
             if "already in use" in proc.stdout + proc.stderr:
                 raise BadInput(f"tag {tag} is already used in {self.backend.repository}")
             raise self.backend._fail("publish", proc)
         self.backend.runner.run(f"rm -f {_q(self.backend.owner_file)}")
-        return next((t.revision for t in self.backend.tags() if t.name == tag), 0)
+        return next((t.revision for t in self.backend.tags() if t.name == (tag or "trunk")), 0)
 
     def abort(self) -> None:
         proc = self.backend._server(f"abort -f {_q(self.backend.repository)}")

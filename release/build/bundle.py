@@ -418,5 +418,6 @@ def build_release(
             shutil.rmtree(staging, ignore_errors=True)
     report.bundles.sort(key=lambda bundle: arches.index(bundle.platform))  # type: ignore[arg-type]
     report.seconds = time.monotonic() - started
-    ledger.record("build", report.as_dict())
+    if not all(bundle.cached for bundle in report.bundles):
+        ledger.record("build", report.as_dict())  # a rebuild that reused everything did nothing
     return report

@@ -124,8 +124,8 @@ def test_killed_while_committing_is_rolled_forward(site: Path) -> None:
     for arch, tree in bundles.trees.items():
         txn.sync_tree(f"vodemo/v1.0.0/Linux-{arch}", tree, bundles.manifests[arch])
     txn.mark_catalog("vodemo/v1.0.0")
-    journal = {"moves": txn._moves(), "links": [["vodemo", "latest", "v1.0.0"]], "removes": [],
-               "tag": {"name": "vodemo-v1.0.0", "description": "x", "digest": bundles.digest, "timestamp": 0}}  # fmt: skip
+    journal = {"moves": txn._moves(), "links": [["vodemo", "latest", "v1.0.0"]], "removes": [], "revision": 1,
+               "timestamp": 0, "tag": {"name": "vodemo-v1.0.0", "description": "x", "digest": bundles.digest}}  # fmt: skip
     (txn.dir / "journal.json").write_text(json.dumps(journal))
     # Pretend the owner died: rewrite the lock with a pid that does not exist.
     lock = json.loads(backend.lock_path.read_text())
