@@ -306,16 +306,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, handler: Handler, help_text: str, *, config: bool = True
+    ) -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=handler.__doc__)
         command.set_defaults(handler=handler)
         # Global options are accepted after the command too: `dirac-release build --json`.
-        command.add_argument(
-            "--config",
-            type=Path,
-            default=argparse.SUPPRESS,
-            help="release configuration (default: ./release.toml)",
-        )
+        if config:
+            command.add_argument(
+                "--config",
+                type=Path,
+                default=argparse.SUPPRESS,
+                help="release configuration (default: ./release.toml)",
+            )
         command.add_argument(
             "--json",
             action="store_true",
@@ -328,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
         "version",
         cmd_version,
         "check a tag, read a repository's release facts, or compute the next tag",
+        config=False,
     )
     version.add_argument("--repo", type=Path, help="a git repository to read tags from")
     group = version.add_mutually_exclusive_group()
@@ -387,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="abort: required; clears only a transaction whose process is gone",
     )
 
-    demo = add("demo", cmd_demo, "run the pipeline on the embedded demo product")
+    demo = add("demo", cmd_demo, "run the pipeline on the embedded demo product", config=False)
     demo.add_argument(
         "--workdir",
         type=Path,
@@ -402,7 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sysroot = add(
-        "sysroot", cmd_sysroot, "prepare an aarch64 root filesystem for emulated smoke tests"
+        "sysroot",
+        cmd_sysroot,
+        "prepare an aarch64 root filesystem for emulated smoke tests",
+        config=False,
     )
     sysroot.add_argument("--dest", type=Path, required=True, help="where to create it")
     sysroot.add_argument("--arch", default="aarch64", choices=["aarch64"], help="architecture")

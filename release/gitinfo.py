@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from release.errors import BadInput, InfrastructureError
-from release.version import ReleaseVersion, parse_tag
+from release.version import ReleaseVersion, branch_series, parse_tag
 
 if TYPE_CHECKING:
     import git
@@ -143,6 +143,11 @@ def latest_tag(path: StrPath, branch: str | None = None) -> TagInfo | None:
             ),
         )
     candidates = _valid(_merged_tags(repo, head))
+    series = branch_series(branch)
+    if series is not None:
+        # A maintenance branch's history can contain tags of newer series (merged pre-releases):
+        # its latest release is the latest of its own series.
+        candidates = [pair for pair in candidates if pair[0].series == series]
     if not candidates:
         return None
     version, name = max(candidates)

@@ -43,6 +43,16 @@ __all__ = [
 _LEGACY_TAG = re.compile(r"v\d+r\d+(?:p\d+)?(?:-pre\d+)?", re.IGNORECASE)
 # rel-v8r0: the maintenance branch of one series, named in the legacy style on purpose.
 _RELEASE_BRANCH = re.compile(r"rel-v(\d+)r(\d+)")
+
+
+def branch_series(branch: str | None) -> str | None:
+    """The series a maintenance branch releases ("8.0" for rel-v8r0), None for other branches."""
+    if branch is None:
+        return None
+    match = _RELEASE_BRANCH.fullmatch(branch.removeprefix("refs/heads/"))
+    return f"{int(match.group(1))}.{int(match.group(2))}" if match else None
+
+
 _INTEGRATION_BRANCH = "integration"
 
 _EXAMPLES = "e.g. v8.0.44 (final release) or v9.0.0a28 (pre-release; a, b or rc)"

@@ -334,3 +334,15 @@ def test_ignored_file_is_not_dirty(history: History) -> None:
 def test_is_dirty_on_non_repository(tmp_path: Path) -> None:
     with pytest.raises(BadInput):
         is_dirty(tmp_path)
+
+
+def test_latest_tag_of_a_maintenance_branch_stays_in_its_series(tmp_path: Path) -> None:
+    """rel-v8r0's history may hold a 9.0 pre-release (merged); its latest release is still 8.0.x."""
+    repo = new_repo(tmp_path / "maint")
+    repo.create_tag("v8.0.44", ref=commit_file(repo, "f", "1\n", T0 + DAY))
+    repo.create_tag("v9.0.0a28", ref=commit_file(repo, "f", "2\n", T0 + 2 * DAY))
+    repo.git.branch("rel-v8r0")
+    info = latest_tag(tmp_path / "maint", "rel-v8r0")
+    assert info is not None and info.tag == "v8.0.44"
+    assert latest_tag(tmp_path / "maint", "main") is not None
+    assert latest_tag(tmp_path / "maint", "main").tag == "v9.0.0a28"  # type: ignore[union-attr]
