@@ -64,6 +64,12 @@ EXAMPLES: dict[str, str] = {
     "tag_format": 'tag_format = "{product}-{tag}"',
     "wait": "wait = 120",
     "path": 'path = "stratum"',
+    "environments": '[environments.certification]\nhosts = { cctbdirac01 = "cctbdirac01.in2p3.fr", cctbdirac02 = "cctbdirac02.in2p3.fr" }',
+    "hosts": 'hosts = { cctbdirac01 = "cctbdirac01.in2p3.fr" }',
+    "services": '[products.vodemo.services.diracx]\ncommand = "bin/vodemo-diracx --port 8000"\nhealth = "http://127.0.0.1:8000/api/health/live"',
+    "command": 'command = "bin/vodemo-diracx --port 8000"',
+    "batch": "batch = 1",
+    "max_fail_percentage": "max_fail_percentage = 0",
     "repository": 'repository = "dirac.egi.eu"',
     "smoke_imports": 'smoke_imports = ["DIRAC", "M2Crypto"]',
 }
@@ -110,6 +116,24 @@ def _source_kind(value: Any) -> str:
     return "index" if isinstance(value, IndexSource) else "git"
 
 
+class Service(_Frozen):
+    """A long-running process of a product, supervised by runit on the server hosts."""
+
+    system: str = "DIRAC"
+    command: str = Field(min_length=1)
+    environment: dict[str, str] = Field(default_factory=dict)
+    health: str | None = None
+
+    @field_validator("command")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        if value.startswith("/"):
+            raise ValueError(
+                "must be relative to the installed version, like 'bin/vodemo-diracx --port 8000'"
+            )
+        return value
+
+
 class Product(_Frozen):
     """One thing we release: DIRAC, DiracX, or a VO extension."""
 
@@ -123,6 +147,7 @@ class Product(_Frozen):
     exclude_newer: datetime | Literal["commit"] | None = "commit"
     smoke_imports: tuple[str, ...] | None = None
     repository: str | None = None
+    services: dict[str, Service] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -280,6 +305,38 @@ class BuildSettings(_Frozen):
     jobs: int = Field(default=2, ge=1, le=16)
 
 
+class Environment(_Frozen):
+    """A set of server hosts upgraded together: certification, production."""
+
+    product: str | None = None
+    repository: str | None = None
+    platform: PlatformName = "x86_64"
+    hosts: dict[str, str] = Field(min_length=1)
+    batch: int = Field(default=1, ge=1)
+    max_fail_percentage: int = Field(default=0, ge=0, le=100)
+    keep: int = Field(default=3, ge=1)
+    ssh_user: str = "root"
+    ssh_key: str | None = None
+    vars: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("hosts")
+    @classmethod
+    def _unique(cls, value: dict[str, str]) -> dict[str, str]:
+        seen: dict[str, str] = {}
+        for name, address in value.items():
+            if not _NAME.match(name):
+                raise ValueError(
+                    f"host name {name!r} must start with a letter (letters, digits, _ . -)"
+                )
+            target = address or name
+            if target in seen:
+                raise ValueError(
+                    f"duplicate host: {name} and {seen[target]} both point to {target}"
+                )
+            seen[target] = name
+        return value
+
+
 class StateSettings(_Frozen):
     """Where the ledger of each release is kept."""
 
@@ -295,6 +352,7 @@ class ReleaseConfig(_Frozen):
     )
     build: BuildSettings = Field(default_factory=BuildSettings)
     repositories: dict[str, Repository] = Field(default_factory=dict)
+    environments: dict[str, Environment] = Field(default_factory=dict)
     state: StateSettings = Field(default_factory=StateSettings)
     path: Path = Path(DEFAULT_CONFIG_NAME)
 
@@ -319,12 +377,22 @@ class ReleaseConfig(_Frozen):
 
     @model_validator(mode="after")
     def _references(self) -> ReleaseConfig:
-        for name, product in self.products.items():
-            if product.repository is not None and product.repository not in self.repositories:
-                known = ", ".join(self.repositories) or "none"
+        refs: list[tuple[str, str | None, Mapping[str, object]]] = [
+            (f"products.{n}.repository", p.repository, self.repositories)
+            for n, p in self.products.items()
+        ]
+        refs += [
+            (f"environments.{n}.repository", e.repository, self.repositories)
+            for n, e in self.environments.items()
+        ]
+        refs += [
+            (f"environments.{n}.product", e.product, self.products)
+            for n, e in self.environments.items()
+        ]
+        for key, value, table in refs:
+            if value is not None and value not in table:
                 raise ValueError(
-                    f"products.{name}.repository names {product.repository!r}, which is not "
-                    f"defined under [repositories] (defined: {known})"
+                    f"{key} names {value!r}, which is not defined (defined: {', '.join(table) or 'none'})"
                 )
         return self
 
@@ -390,6 +458,11 @@ class ReleaseConfig(_Frozen):
             "repositories",
         )
 
+    def environment(self, name: str) -> Environment:
+        return self._pick(
+            "environment", self.environments, name, "choose one with --env", "environments"
+        )[1]
+
     def platform_names(self, choice: str) -> list[PlatformName]:
         """Expand a --platform choice ('all' or one name) against the configured platforms."""
         from release.errors import BadInput
@@ -439,6 +512,8 @@ def _known_keys(loc: tuple[Any, ...]) -> list[str]:
             continue
         annotation = field.annotation
         for candidate in (
+            Environment,
+            Service,
             Product,
             Platform,
             BuildSettings,

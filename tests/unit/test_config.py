@@ -196,3 +196,56 @@ def test_parse_config_reports_every_problem_at_once(tmp_path: Path) -> None:
         parse_config(data, tmp_path / "release.toml", environ={})
     text = caught.value.render()
     assert "products.x.python" in text and "products.x.requirements" in text
+
+
+ENVIRONMENTS = """
+[products.vodemo]
+source = { git = "repo" }
+
+[products.vodemo.services.diracx]
+system = "DiracX"
+command = "bin/vodemo-diracx --port 8000"
+health = "http://127.0.0.1:8000/api/health/live"
+
+[repositories."vodemo.egi.eu"]
+path = "stratum"
+
+[environments.certification]
+hosts = { cctbdirac01 = "10.0.0.1", cctbdirac02 = "10.0.0.2" }
+batch = 1
+"""
+
+
+def test_environments_and_services(tmp_path: Path, isolated_env: Path) -> None:
+    config = load_config(write(tmp_path, ENVIRONMENTS), environ={})
+    env = config.environment("certification")
+    assert list(env.hosts) == ["cctbdirac01", "cctbdirac02"]
+    assert env.platform == "x86_64" and env.keep == 3 and env.max_fail_percentage == 0
+    service = config.products["vodemo"].services["diracx"]
+    assert service.system == "DiracX" and service.health is not None
+    with pytest.raises(BadInput, match="unknown environment 'prod'"):
+        config.environment("prod")
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (
+            ('cctbdirac02 = "10.0.0.2"', 'cctbdirac02 = "10.0.0.1"'),
+            "duplicate host: cctbdirac02 and cctbdirac01",
+        ),
+        (
+            ("batch = 1", 'batch = 1\nproduct = "DIRAC"'),
+            "environments.certification.product names 'DIRAC'",
+        ),
+        (
+            ('command = "bin/vodemo-diracx --port 8000"', 'command = "/usr/bin/python3"'),
+            "relative to the installed version",
+        ),
+        (("batch = 1", "batch = 0"), "batch"),
+    ],
+)
+def test_bad_environments_are_refused(tmp_path: Path, change: tuple[str, str], words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, ENVIRONMENTS.replace(*change)), environ={})
+    assert words in caught.value.render()
