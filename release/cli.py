@@ -235,6 +235,56 @@ def cmd_cvmfs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    """Write the inventory and variables of an environment, pinned to a version."""
+    from release.output import print_json, table
+    from release.render import render_environment
+
+    result = render_environment(_load(args), args.env, args.version, args.out)
+    if args.json:
+        print_json(result)
+    else:
+        rows = [[host, address] for host, address in result["hosts"].items()]
+        table(f"{args.env} {result['version']}: {result['inventory']}", ["host", "address"], rows)
+    return 0
+
+
+def report_hosts(result: dict[str, Any], as_json: bool) -> None:
+    from release.output import markdown_table, print_json, step_summary, table
+
+    if as_json:
+        print_json(result)
+        return
+    columns = ["host", "result", "changed", "failed"]
+    rows = [[h["host"], h["result"], str(h["changed"]), str(h["failed"])] for h in result["hosts"]]
+    table(f"{result['action']} of {result['version']} on {result['environment']}", columns, rows)
+    step_summary(
+        f"### {result['action']} {result['version']} ({result['environment']})\n\n"
+        + markdown_table(columns, rows)
+    )
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Upgrade an environment's hosts to a published version (rolling, canary first)."""
+    from release.deploy import run_playbook
+
+    result = run_playbook(_load(args), env_name=args.env, version=args.version, action="upgrade",
+                          plan=args.plan, echo=not args.json)  # fmt: skip
+    report_hosts(result, args.json)
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Roll an environment's hosts back to their previous version, or to a named one."""
+    from release.deploy import run_playbook
+
+    result = run_playbook(
+        _load(args), env_name=args.env, version=args.to, action="rollback", echo=not args.json
+    )
+    report_hosts(result, args.json)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The whole pipeline on one machine, on the embedded demo product."""
     from release.demo import run_demo
@@ -373,6 +423,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="where the bundles were built (default: build.out)"
     )
     publish.add_argument("--plan", action="store_true", help="print every action, change nothing")
+
+    render = add(
+        "render", cmd_render, "write an environment's Ansible inventory and variables for a version"
+    )
+    render.add_argument(
+        "--env", required=True, help="environment of release.toml, e.g. certification"
+    )
+    render.add_argument("--version", required=True, help="the version to pin")
+    render.add_argument("--out", type=Path, help="output folder (default: ./rendered)")
+
+    deploy = add(
+        "deploy",
+        cmd_deploy,
+        "upgrade an environment's hosts with Ansible (rolling, rollback on failure)",
+    )
+    deploy.add_argument("--env", required=True, help="environment of release.toml")
+    deploy.add_argument("--version", required=True, help="the published version to install")
+    deploy.add_argument(
+        "--plan", action="store_true", help="Ansible check mode with diffs: change nothing"
+    )
+
+    rollback = add("rollback", cmd_rollback, "roll an environment's hosts back")
+    rollback.add_argument("--env", required=True, help="environment of release.toml")
+    rollback.add_argument("--to", help="an installed version (default: each host's previous one)")
 
     cvmfs = add("cvmfs", cmd_cvmfs, "inspect and maintain a CVMFS repository")
     cvmfs.add_argument(
