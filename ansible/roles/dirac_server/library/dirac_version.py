@@ -1,0 +1,320 @@
+#!/usr/bin/python3
+"""Install, verify, activate and prune DIRAC versions under /opt/dirac (runs on the host)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: dirac_version
+short_description: Manage DIRAC server versions under /opt/dirac
+description:
+  - C(install) copies C(<source>/<tag>/Linux-<arch>) into C(<root>/versions/<tag>/Linux-<arch>)
+    (copy into a temporary folder, verify against the manifest, then rename). An installed
+    version that verifies is left alone.
+  - C(verify) checks an installed version file by file against its manifest.
+  - C(activate) points C(<root>/pro) at a version (new link then rename(2), like C(mv -T)) and
+    records the version it replaces in C(<root>/previous).
+  - C(prune) keeps the newest C(keep) versions (by install time), never pro nor previous.
+  - C(info) reports pro, previous, installed versions, free space and the machine.
+  - C(runsvdir) starts one C(runsvdir -P <root>/startup) when none runs.
+options:
+  action:
+    description: What to do.
+    type: str
+    required: true
+    choices: [install, verify, activate, prune, info, runsvdir]
+  root:
+    description: The DIRAC root folder.
+    type: path
+    default: /opt/dirac
+  version:
+    description: The version tag (install, verify, activate).
+    type: str
+  arch:
+    description: The machine, as in C(Linux-<arch>).
+    type: str
+    default: x86_64
+  source:
+    description: The folder holding the version folders (e.g. C(/cvmfs/<repo>/<prefix>)).
+    type: path
+  keep:
+    description: How many versions C(prune) keeps.
+    type: int
+    default: 3
+"""
+
+MANIFEST = ".dirac-release/manifest.json"
+SHOW = 10
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_tree(tree):
+    """The problems of tree against its own manifest (empty: every file matches)."""
+    try:
+        with open(os.path.join(tree, MANIFEST), encoding="utf-8") as handle:
+            manifest = json.load(handle)
+        listed = {entry["path"]: entry for entry in manifest["files"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [f"{MANIFEST}: unreadable ({exc})"]
+    problems = []
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(tree):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, tree)
+        names = filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        for name in sorted(names):
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if rel == MANIFEST:
+                continue
+            seen.add(rel)
+            path = os.path.join(dirpath, name)
+            expected = listed.get(rel)
+            st = os.lstat(path)
+            if expected is None:
+                problems.append(f"{rel}: not in the manifest")
+            elif "link" in expected:
+                if not stat.S_ISLNK(st.st_mode) or os.readlink(path) != expected["link"]:
+                    problems.append(f"{rel}: link differs from the manifest")
+            elif not stat.S_ISREG(st.st_mode):
+                problems.append(f"{rel}: not a regular file")
+            elif st.st_size != expected.get("size", st.st_size):
+                problems.append(f"{rel}: size differs from the manifest")
+            elif _sha256(path) != expected.get("sha256"):
+                problems.append(f"{rel}: sha256 differs from the manifest")
+            elif "mode" in expected and (
+                bool(st.st_mode & 0o111) != bool(int(expected["mode"], 8) & 0o111)
+            ):
+                problems.append(f"{rel}: mode differs from the manifest")
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+    problems.extend(f"{rel}: missing" for rel in sorted(set(listed) - seen))
+    return problems
+
+
+def _link_target(path):
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def _version_of(root, target):
+    """The version name a pro/previous link target designates (versions/<tag>)."""
+    if not target:
+        return None
+    full = os.path.normpath(os.path.join(root, target))
+    versions = os.path.join(root, "versions")
+    if os.path.dirname(full) != versions:
+        return None
+    return os.path.basename(full)
+
+
+def _relink(root, name, version):
+    """Point root/name at versions/<version>: a new link, then rename(2) over the old one."""
+    tmp = os.path.join(root, f".{name}.new")
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(os.path.join("versions", version), tmp)
+    os.rename(tmp, os.path.join(root, name))
+
+
+def _installed(root):
+    versions = os.path.join(root, "versions")
+    if not os.path.isdir(versions):
+        return []
+    found = [n for n in os.listdir(versions) if not n.startswith(".")]
+    return sorted(found, key=lambda n: os.stat(os.path.join(versions, n)).st_mtime, reverse=True)
+
+
+def _runsvdir_running(startup):
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == b"runsvdir" and startup.encode() in argv:
+            return int(pid)
+    return None
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "action": {
+                "type": "str",
+                "required": True,
+                "choices": ["install", "verify", "activate", "prune", "info", "runsvdir"],
+            },
+            "root": {"type": "path", "default": "/opt/dirac"},
+            "version": {"type": "str"},
+            "arch": {"type": "str", "default": "x86_64"},
+            "source": {"type": "path"},
+            "keep": {"type": "int", "default": 3},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    root, action, version, arch = p["root"], p["action"], p["version"], p["arch"]
+    versions = os.path.join(root, "versions")
+    platform = f"Linux-{arch}"
+    if action in ("install", "verify", "activate") and not version:
+        module.fail_json(msg=f"action={action} needs a version")
+    if version and (os.sep in version or version.startswith(".")):
+        module.fail_json(msg=f"invalid version name {version!r}")
+
+    if action == "info":
+        pro = _version_of(root, _link_target(os.path.join(root, "pro")))
+        previous = _version_of(root, _link_target(os.path.join(root, "previous")))
+        os.makedirs(root, exist_ok=True)
+        vfs = os.statvfs(root)
+        module.exit_json(
+            changed=False,
+            pro=pro,
+            previous=previous,
+            installed=_installed(root),
+            free_bytes=vfs.f_bavail * vfs.f_frsize,
+            machine=os.uname().machine,
+        )
+
+    if action == "verify":
+        tree = os.path.join(versions, version, platform)
+        if not os.path.isdir(tree):
+            module.fail_json(msg=f"{version} is not installed ({tree} is missing)")
+        problems = verify_tree(tree)
+        if problems:
+            module.fail_json(
+                msg=f"{tree} does not match its manifest: " + "; ".join(problems[:SHOW]),
+                problems=problems,
+            )
+        module.exit_json(changed=False, path=tree)
+
+    if action == "install":
+        dest_version = os.path.join(versions, version)
+        tree = os.path.join(dest_version, platform)
+        if os.path.isdir(tree):
+            problems = verify_tree(tree)
+            if not problems:
+                module.exit_json(changed=False, path=tree, verified=True)
+            if not os.path.isdir(os.path.join(p["source"] or "/nonexistent", version, platform)):
+                module.fail_json(
+                    msg=f"installed {tree} is damaged and no source to reinstall from: "
+                    + "; ".join(problems[:SHOW]),
+                    problems=problems,
+                )
+            damaged = problems
+        else:
+            damaged = []
+        if not p["source"]:
+            module.fail_json(msg="action=install needs a source")
+        src = os.path.join(p["source"], version, platform)
+        if not os.path.isfile(os.path.join(src, MANIFEST)):
+            module.fail_json(msg=f"{src}/{MANIFEST} not found: is {version} published for {arch}?")
+        if module.check_mode:
+            module.exit_json(changed=True, path=tree)
+        os.makedirs(versions, exist_ok=True)
+        tmp = os.path.join(versions, f".tmp-{version}-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        proc = subprocess.run(
+            ["cp", "-a", "--", src, os.path.join(tmp, platform)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            module.fail_json(msg=f"cp -a {src} failed: {proc.stderr.strip()}")
+        problems = verify_tree(os.path.join(tmp, platform))
+        if problems:
+            shutil.rmtree(tmp, ignore_errors=True)
+            module.fail_json(
+                msg=f"the copy of {src} does not match its manifest: " + "; ".join(problems[:SHOW]),
+                problems=problems,
+            )
+        if os.path.lexists(dest_version):
+            old = os.path.join(versions, f".old-{version}-{os.getpid()}")
+            os.rename(dest_version, old)
+            os.rename(tmp, dest_version)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, dest_version)
+        now = time.time()
+        os.utime(dest_version, (now, now))
+        module.exit_json(changed=True, path=tree, verified=True, repaired=damaged[:SHOW])
+
+    if action == "activate":
+        tree = os.path.join(versions, version, platform)
+        if not os.path.isdir(tree):
+            module.fail_json(msg=f"cannot activate {version}: {tree} is not installed")
+        pro = _version_of(root, _link_target(os.path.join(root, "pro")))
+        if pro == version:
+            module.exit_json(
+                changed=False,
+                pro=version,
+                previous=_version_of(root, _link_target(os.path.join(root, "previous"))),
+            )
+        if not module.check_mode:
+            if pro and os.path.isdir(os.path.join(versions, pro)):
+                _relink(root, "previous", pro)
+            _relink(root, "pro", version)
+        module.exit_json(changed=True, pro=version, previous=pro)
+
+    if action == "prune":
+        keep = max(p["keep"], 1)
+        protected = {
+            _version_of(root, _link_target(os.path.join(root, name)))
+            for name in ("pro", "previous")
+        }
+        installed = _installed(root)
+        remove = [v for v in installed[keep:] if v not in protected]
+        if not module.check_mode:
+            for name in remove:
+                shutil.rmtree(os.path.join(versions, name))
+        module.exit_json(
+            changed=bool(remove), removed=remove, kept=[v for v in installed if v not in remove]
+        )
+
+    if action == "runsvdir":
+        startup = os.path.join(root, "startup")
+        pid = _runsvdir_running(startup)
+        if pid:
+            module.exit_json(changed=False, pid=pid)
+        if module.check_mode:
+            module.exit_json(changed=True)
+        os.makedirs(startup, exist_ok=True)
+        with open(os.devnull, "r+b") as null:
+            proc = subprocess.Popen(
+                ["runsvdir", "-P", startup, "log: " + "." * 200],
+                stdin=null,
+                stdout=null,
+                stderr=null,
+                cwd="/",
+                start_new_session=True,
+                close_fds=True,
+            )
+        time.sleep(0.2)
+        if proc.poll() is not None:
+            module.fail_json(msg=f"runsvdir -P {startup} exited at once ({proc.returncode})")
+        module.exit_json(changed=True, pid=proc.pid)
+
+
+if __name__ == "__main__":
+    main()
