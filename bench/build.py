@@ -3,8 +3,9 @@
 (a) our cold build: empty uv cache, empty dirac-release cache, new output folder;
 (b) the warm rebuild of the same version: the finished bundles are reused;
 (c) the baseline, measured in the same run: `pip install --platform ... --only-binary=:all:
-    --target` per platform, one after the other, for the same locked requirements, with an
-    empty pip cache and no bytecode compilation (the same work as ours, minus verification).
+    --target` per platform, one after the other, for the same locked requirements (--no-deps:
+    the lock is complete, as in our install), with an empty pip cache and no bytecode
+    compilation (the same work as ours, minus verification).
 Targets (issue #2): cold <= 0.35 x baseline; warm <= 0.05 x cold.
 """
 
@@ -88,7 +89,7 @@ def main() -> int:
                 platforms = [flag for tag in PIP_TAGS for flag in ("--platform", f"{tag}_{arch}")]
                 total += timed(
                     [sys.executable, "-m", "pip", "install", "--quiet", "--no-cache-dir", "--no-compile",
-                     *platforms, "--python-version", "3.11", "--only-binary=:all:", "--target", str(target),
+                     *platforms, "--python-version", "3.11", "--only-binary=:all:", "--no-deps", "--target", str(target),
                      "--find-links", str(wheel_dir), "-r", str(lock)],
                     clean_env(),
                 )  # fmt: skip
