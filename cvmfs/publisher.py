@@ -66,6 +66,12 @@ def _published_digest(backend: Backend, layout: Layout, bundles: BundleSet) -> d
     return same
 
 
+def _per_platform(bundles: BundleSet, check: Callable[[str], list[str]]) -> list[str]:
+    """Run one check per platform in parallel (hashing releases the GIL); all problems found."""
+    with ThreadPoolExecutor(max_workers=len(bundles.trees)) as pool:
+        return [problem for found in pool.map(check, list(bundles.trees)) for problem in found]
+
+
 def publish(
     backend: Backend,
     layout: Layout,
@@ -195,17 +201,12 @@ def publish(
         failpoints.reached("synced")
         # 4. Verify the staged tree.
         say("verifying the staged tree")
-        with ThreadPoolExecutor(max_workers=len(bundles.trees)) as pool:
-            problems = [
-                problem
-                for found in pool.map(
-                    lambda arch: txn.verify_staged(
-                        layout.platform_dir(bundles.tag, arch), bundles.manifests[arch]
-                    ),
-                    list(bundles.trees),
-                )
-                for problem in found
-            ]
+        problems = _per_platform(
+            bundles,
+            lambda arch: txn.verify_staged(
+                layout.platform_dir(bundles.tag, arch), bundles.manifests[arch]
+            ),
+        )
         if problems:
             raise CheckFailed(
                 f"the staged tree differs from the manifests: {'; '.join(problems[:5])}",
@@ -230,17 +231,12 @@ def publish(
     failpoints.reached("published")
     # 6. Verify again, as a client would see it.
     say("verifying the publication")
-    with ThreadPoolExecutor(max_workers=len(bundles.trees)) as pool:
-        problems = [
-            problem
-            for found in pool.map(
-                lambda arch: backend.verify_published(
-                    layout.platform_dir(bundles.tag, arch), bundles.manifests[arch]
-                ),
-                list(bundles.manifests),
-            )
-            for problem in found
-        ]
+    problems = _per_platform(
+        bundles,
+        lambda arch: backend.verify_published(
+            layout.platform_dir(bundles.tag, arch), bundles.manifests[arch]
+        ),
+    )
     if problems:
         raise CheckFailed(
             f"{tag_name} was published but does not verify: {'; '.join(problems[:5])}",
