@@ -268,7 +268,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     """Upgrade an environment's hosts to a published version (rolling, canary first)."""
     from release.deploy import run_playbook
 
-    result = run_playbook(_load(args), env_name=args.env, version=args.version, action="upgrade",
+    action = "install" if args.install else "upgrade"
+    result = run_playbook(_load(args), env_name=args.env, version=args.version, action=action,
                           plan=args.plan, echo=not args.json)  # fmt: skip
     report_hosts(result, args.json)
     return 0
@@ -442,6 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--version", required=True, help="the published version to install")
     deploy.add_argument(
         "--plan", action="store_true", help="Ansible check mode with diffs: change nothing"
+    )
+    deploy.add_argument(
+        "--install",
+        action="store_true",
+        help="first installation on new hosts (site.yml) instead of a rolling upgrade",
     )
 
     rollback = add("rollback", cmd_rollback, "roll an environment's hosts back")
