@@ -112,3 +112,20 @@ class Backend(Protocol):
     def entries(self, rel_dir: str) -> dict[str, str | None]: ...
 
     def clear_stale(self, publication: str | None) -> list[str]: ...
+
+
+def check_clearable(repository: str, held: OpenTransaction, publication: str | None) -> None:
+    """Refuse to clear a live transaction, or (for a publication's rerun) another one's."""
+    from release.errors import InfrastructureError
+
+    if not held.stale:
+        raise InfrastructureError(
+            f"{repository} has {held.describe()}",
+            fix="it is not stale: wait for it to finish (publish waits up to the repository's 'wait' seconds)",
+        )
+    if publication is not None and held.owner is not None and held.owner.publication != publication:
+        raise InfrastructureError(
+            f"{repository} has {held.describe()}",
+            fix="it belongs to another publication; after checking, clear it with:\n"
+            f"dirac-release cvmfs abort --repository {repository} --stale",
+        )

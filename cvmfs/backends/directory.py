@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cvmfs.backends.base import OpenTransaction, Owner, RepoStatus, Tag
+from cvmfs.backends.base import OpenTransaction, Owner, RepoStatus, Tag, check_clearable
 from release.build import manifest as mf
 from release.errors import BadInput, InfrastructureError
 
@@ -166,21 +166,7 @@ class DirectoryBackend:
         if lock is None:
             return []
         held = self._describe(lock)
-        if not held.stale:
-            raise InfrastructureError(
-                f"{self.repository} has {held.describe()}",
-                fix="it is not stale: wait for it to finish (publish waits up to the repository's 'wait' seconds)",
-            )
-        if (
-            publication is not None
-            and held.owner is not None
-            and held.owner.publication != publication
-        ):
-            raise InfrastructureError(
-                f"{self.repository} has {held.describe()}",
-                fix=f"it belongs to another publication; after checking, clear it with:\n"
-                f"dirac-release cvmfs abort --repository {self.repository} --stale",
-            )
+        check_clearable(self.repository, held, publication)
         txn_dir = self.state / "txn" / lock["txn"]
         journal = txn_dir / "journal.json"
         if journal.is_file():

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cvmfs.backends.base import OpenTransaction, Owner, RepoStatus, Tag
+from cvmfs.backends.base import OpenTransaction, Owner, RepoStatus, Tag, check_clearable
 from release.build import manifest as mf
 from release.errors import BadInput, InfrastructureError
 
@@ -117,15 +117,19 @@ class ServerBackend:
             fix="\n".join(detail) or None,
         )
 
-    def _owner(self) -> dict[str, Any] | None:
-        proc = self.runner.run(f"cat {_q(self.owner_file)} 2>/dev/null")
+    def _read_json(self, path: str) -> dict[str, Any] | None:
+        """A JSON file on the node, or None when it is missing or not JSON."""
+        proc = self.runner.run(f"cat {_q(path)} 2>/dev/null")
         if proc.returncode != 0 or not proc.stdout.strip():
             return None
         try:
-            data: dict[str, Any] = json.loads(proc.stdout)
+            data = json.loads(proc.stdout)
         except ValueError:
             return None
-        return data
+        return data if isinstance(data, dict) else None
+
+    def _owner(self) -> dict[str, Any] | None:
+        return self._read_json(self.owner_file)
 
     def _stale(self, owner: dict[str, Any]) -> bool:
         if owner["host"] != socket.gethostname():
@@ -193,16 +197,7 @@ class ServerBackend:
         return tags
 
     def read_manifest(self, rel: str) -> dict[str, Any] | None:
-        proc = self.runner.run(
-            f"cat {_q(f'{self.mount}/{rel}/{mf.META_DIR}/{mf.MANIFEST_NAME}')} 2>/dev/null"
-        )
-        if proc.returncode != 0:
-            return None
-        try:
-            data: dict[str, Any] = json.loads(proc.stdout)
-        except ValueError:
-            return None
-        return data
+        return self._read_json(f"{self.mount}/{rel}/{mf.META_DIR}/{mf.MANIFEST_NAME}")
 
     def listing(self, path: str) -> dict[str, dict[str, Any]] | None:
         """path -> manifest-shaped entry, computed on the node (sha256sum, find)."""
@@ -279,19 +274,7 @@ class ServerBackend:
         held = OpenTransaction(
             lease=owner["lease"], owner=Owner(**owner["owner"]), stale=self._stale(owner["owner"])
         )
-        if not held.stale:
-            raise InfrastructureError(
-                f"{self.repository} has {held.describe()}", fix="it is not stale: wait for it"
-            )
-        if (
-            publication is not None
-            and held.owner is not None
-            and held.owner.publication != publication
-        ):
-            raise InfrastructureError(
-                f"{self.repository} has {held.describe()}",
-                fix=f"after checking, clear it with: dirac-release cvmfs abort --repository {self.repository} --stale",
-            )
+        check_clearable(self.repository, held, publication)
         proc = self._server(f"abort -f {_q(self.repository)}")
         if proc.returncode != 0 and "not in a transaction" not in (proc.stdout + proc.stderr):
             raise self._fail("abort", proc)
