@@ -17,7 +17,7 @@ from cvmfs import failpoints
 from cvmfs.backends.base import Backend, Owner, Transaction
 from cvmfs.bundles import BundleSet
 from cvmfs.layout import Layout
-from release.errors import BadInput, CheckFailed, InfrastructureError
+from release.errors import BadInput, CheckFailed
 
 WHITELIST_WARN_S = 12 * 3600
 Step = Callable[[str], None]
@@ -245,10 +245,3 @@ def publish(
     result.status = "published"
     result.seconds = time.monotonic() - started
     return result
-
-
-def check_transaction_owner(backend: Backend) -> None:
-    """Refuse to run maintenance while someone else's transaction is open."""
-    for txn in backend.status().transactions:
-        if not txn.stale:
-            raise InfrastructureError(f"{backend.repository} has {txn.describe()}")
