@@ -63,3 +63,10 @@ def demo(session: nox.Session) -> None:
     """The laptop demo on the embedded VO extension: nox -s demo [-- --until build]."""
     session.install("-e", ".")
     session.run("dirac-release", "demo", *session.posargs)
+
+
+@nox.session
+def lab(session: nox.Session) -> None:
+    """Throwaway SSH lab hosts (root) until Ctrl-C: nox -s lab [-- cctbdirac01 cctbdirac02 ...]."""
+    session.install("-e", ".")
+    session.run("python", "-m", "release.lab", *session.posargs)

@@ -29,7 +29,7 @@ from benchlib import clean_env, fmt_runs, print_table, timed
 from release import demo
 from release.build import manifest as mf
 
-TAG_A, TAG_B = demo.DEMO_TAG, "v1.0.0a2"
+TAG_A, TAG_B = demo.DEMO_TAG, "v1.0.1"
 
 
 def du(path: Path) -> int:

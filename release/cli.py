@@ -255,9 +255,18 @@ def report_hosts(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(result)
         return
-    columns = ["host", "result", "changed", "failed"]
-    rows = [[h["host"], h["result"], str(h["changed"]), str(h["failed"])] for h in result["hosts"]]
-    table(f"{result['action']} of {result['version']} on {result['environment']}", columns, rows)
+    columns = ["host", "previous", "now running", "result", "changed"]
+    rows = [
+        [h["host"], h["previous"] or "-", h["running"] or "-", h["result"], str(h["changed"])]
+        for h in result["hosts"]
+    ]
+    title = f"{result['action']} of {result['version']} on {result['environment']}"
+    if result.get("plan"):
+        title += " (plan: check mode, nothing changed)"
+    table(f"{title}, {result['seconds']} s", columns, rows)
+    for host in result["hosts"]:
+        if host["reason"]:
+            print(f"{host['host']}: {host['reason']}", file=sys.stderr)
     step_summary(
         f"### {result['action']} {result['version']} ({result['environment']})\n\n"
         + markdown_table(columns, rows)
@@ -266,23 +275,73 @@ def report_hosts(result: dict[str, Any], as_json: bool) -> None:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Upgrade an environment's hosts to a published version (rolling, canary first)."""
-    from release.deploy import run_playbook
+    from release.deploy import check_outcome, run_playbook
 
     action = "install" if args.install else "upgrade"
     result = run_playbook(_load(args), env_name=args.env, version=args.version, action=action,
                           plan=args.plan, echo=not args.json)  # fmt: skip
     report_hosts(result, args.json)
+    check_outcome(result)
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Roll an environment's hosts back to their previous version, or to a named one."""
-    from release.deploy import run_playbook
+    from release.deploy import check_outcome, run_playbook
 
     result = run_playbook(
-        _load(args), env_name=args.env, version=args.to, action="rollback", echo=not args.json
-    )
+        _load(args), env_name=args.env, version=args.to, action="rollback",
+        plan=args.plan, echo=not args.json,
+    )  # fmt: skip
     report_hosts(result, args.json)
+    check_outcome(result)
+    return 0
+
+
+def cmd_certify(args: argparse.Namespace) -> int:
+    """Smoke-test a deployed version and record the certification in the ledger."""
+    from release.certify import certify_release, check_outcome
+    from release.certify.report import COLUMNS, markdown, rows, write_junit
+    from release.output import print_json, step_summary, table
+
+    record = certify_release(_load(args), env_name=args.env, version=args.version, url=args.url)
+    if args.junit:
+        write_junit(record, args.junit.absolute())
+    step_summary(markdown(record))
+    if args.json:
+        print_json(record)
+    else:
+        verdict = "passed" if record["passed"] else "FAILED"
+        table(f"certify {record['version']} on {record['environment']}: {verdict} ({record['seconds']} s)",
+              COLUMNS, rows(record))  # fmt: skip
+    check_outcome(record)
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Promote a certified release: move pro, upgrade production, certify production."""
+    from release.output import print_json, step_summary, table
+    from release.promote import promote_release
+
+    result = promote_release(_load(args), version=args.version, source_env=args.source,
+                             target_env=args.target, install=args.install, plan=args.plan,
+                             echo=not args.json)  # fmt: skip
+    if args.json:
+        print_json(result)
+    else:
+        rows = [[step["step"], step["result"]] for step in result["steps"]]
+        if result["plan"]:
+            rows += [
+                ["", f"  {action}"]
+                for step in result["steps"]
+                for action in step.get("actions", [])
+            ]
+        title = f"promote {result['version']} from {result['from']} to {result['to']}"
+        table(
+            title + (" (plan: nothing changed)" if result["plan"] else ""), ["step", "result"], rows
+        )
+    step_summary(f"### promote {result['version']} to {result['to']}\n\n"
+                 + "\n".join(f"- {step['step']}: {step['result']}" for step in result["steps"]))  # fmt: skip
     return 0
 
 
@@ -453,6 +512,27 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = add("rollback", cmd_rollback, "roll an environment's hosts back")
     rollback.add_argument("--env", required=True, help="environment of release.toml")
     rollback.add_argument("--to", help="an installed version (default: each host's previous one)")
+    rollback.add_argument(
+        "--plan", action="store_true", help="Ansible check mode with diffs: change nothing"
+    )
+
+    certify = add("certify", cmd_certify, "smoke-test a deployment and record a certification")
+    certify.add_argument("--env", required=True, help="environment of release.toml")
+    certify.add_argument("--version", required=True, help="the version that should be running")
+    certify.add_argument(
+        "--url", help="certify this DiracX URL only (e.g. an ingress), not the hosts"
+    )
+    certify.add_argument("--junit", type=Path, help="also write the checks as JUnit XML here")
+
+    promote = add("promote", cmd_promote, "promote a certified release to production")
+    promote.add_argument("--version", required=True, help="a certified final version")
+    promote.add_argument("--from", dest="source", default="certification",
+                         help="environment that certified it (default: certification)")  # fmt: skip
+    promote.add_argument("--to", dest="target", default="production",
+                         help="environment to promote to (default: production)")  # fmt: skip
+    promote.add_argument("--install", action="store_true",
+                         help="first installation on the target hosts (site.yml)")  # fmt: skip
+    promote.add_argument("--plan", action="store_true", help="show every step, change nothing")
 
     cvmfs = add("cvmfs", cmd_cvmfs, "inspect and maintain a CVMFS repository")
     cvmfs.add_argument(
@@ -480,9 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--until",
-        choices=["version", "build", "publish"],
-        default="publish",
-        help="stop after this stage (default: the last one that exists)",
+        choices=["version", "build", "publish", "deploy", "certify", "promote"],
+        default="promote",
+        help="stop after this stage (default: promote; deploy and later need root for lab hosts)",
     )
 
     sysroot = add(

@@ -305,6 +305,34 @@ class BuildSettings(_Frozen):
     jobs: int = Field(default=2, ge=1, le=16)
 
 
+class CertifySettings(_Frozen):
+    """What `dirac-release certify` checks on an environment's DiracX."""
+
+    # The DiracX URL: one URL (an ingress), or per host with {address} / {host} in it.
+    url: str | None = None
+    # The expected token issuer; default: the URL.
+    issuer: str | None = None
+    vos: tuple[str, ...] = ()
+    # Who the token is for (legacy exchange): user, VO, group.
+    user: str | None = None
+    vo: str | None = None
+    group: str | None = None
+    # The legacy-exchange key: from this file, or from this environment variable.
+    legacy_key_file: str | None = None
+    legacy_key_env: str = "DIRAC_RELEASE_LEGACY_KEY"
+    # Whether DiracX task workers run (then submitted jobs must reach a final state).
+    workers: bool = False
+    health_timeout: float = Field(default=60.0, gt=0, le=900)
+    job_timeout: float = Field(default=300.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _token_target(self) -> CertifySettings:
+        given = [name for name in ("user", "vo", "group") if getattr(self, name)]
+        if given and len(given) != 3:
+            raise ValueError("user, vo and group go together (who the token is for)")
+        return self
+
+
 class Environment(_Frozen):
     """A set of server hosts upgraded together: certification, production."""
 
@@ -318,6 +346,11 @@ class Environment(_Frozen):
     ssh_user: str = "root"
     ssh_key: str | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
+    # A YAML file of extra variables, normally encrypted with ansible-vault (secrets such as
+    # dirac_server_secret_files); ansible-playbook decrypts it with its own vault settings
+    # (ANSIBLE_VAULT_PASSWORD_FILE), dirac-release never reads it.
+    secrets_file: str | None = None
+    certify: CertifySettings = Field(default_factory=CertifySettings)
 
     @field_validator("hosts")
     @classmethod

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import shutil
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from release.errors import BadInput
+from release.errors import BadInput, CheckFailed
 
-DEMO_TAG = "v1.0.0a1"
+DEMO_TAG = "v1.0.0"
 DEMO_DATE = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
 REPO_NAME = "product-repo"
-STAGES = ("version", "build", "publish")
+STAGES = ("version", "build", "publish", "deploy", "certify", "promote")
+LAB_STAGES = STAGES[3:]
+CERTIFICATION_HOSTS = ("cctbdirac01", "cctbdirac02")
+PRODUCTION_HOSTS = ("diracprod01",)
+REPOSITORY = "vodemo.egi.eu"
 _IDENTITY = {"name": "VODemo Release Manager", "email": "release@vodemo.example.org"}
 
 
@@ -46,6 +50,28 @@ def demo_config_text() -> str:
     return (resources.files("release") / "resources" / "demo" / "release.toml").read_text(
         encoding="utf-8"
     )
+
+
+def with_lab_hosts(text: str, hosts: dict[str, dict[str, str]], ssh_key: Path) -> str:
+    """The demo configuration with each environment's hosts set to running lab hosts.
+
+    `hosts` maps environment → host name → address; the key is the lab's SSH key.
+    """
+    for env_name, addresses in hosts.items():
+        header = f"[environments.{env_name}]\n"
+        start = text.index(header) + len(header)
+        end = text.find("\n[", start)
+        end = len(text) if end < 0 else end + 1
+        body = [
+            line
+            for line in text[start:end].splitlines()
+            if not line.startswith(("hosts", "ssh_key"))
+        ]
+        listed = ", ".join(f'{name} = "{address}"' for name, address in addresses.items())
+        body = [f"hosts = {{ {listed} }}", f'ssh_key = "{ssh_key}"', *body]
+        gap = "\n\n" if end < len(text) else "\n"
+        text = text[:start] + "\n".join(body).rstrip("\n") + gap + text[end:]
+    return text
 
 
 def prepare_repository(repo_dir: Path) -> str:
@@ -84,7 +110,7 @@ def prepare_repository(repo_dir: Path) -> str:
     repo.index.add(sorted(files))
     actor = git.Actor(_IDENTITY["name"], _IDENTITY["email"])
     commit = repo.index.commit(
-        "VODemoDIRAC v1.0.0a1",
+        f"VODemoDIRAC {DEMO_TAG}",
         author=actor,
         committer=actor,
         author_date=DEMO_DATE,
@@ -93,6 +119,148 @@ def prepare_repository(repo_dir: Path) -> str:
     with repo.git.custom_environment(GIT_COMMITTER_DATE=DEMO_DATE.isoformat()):
         repo.git.tag("-a", DEMO_TAG, "-m", f"VODemoDIRAC {DEMO_TAG}")
     return str(commit.hexsha)
+
+
+def add_release(repo_dir: Path, tag: str, *, days_after: int = 1) -> str:
+    """Commit a new version of the demo product (its pyproject version only) and tag it.
+
+    The date is fixed relative to the demo's, so the new tag resolves the same way each time.
+    Tests and the upgrade benchmark use it to have an A and a B to upgrade between.
+    """
+    import git
+
+    from release.version import parse_tag
+
+    version = str(parse_tag(tag).version)
+    repo = git.Repo(repo_dir)
+    if tag in repo.tags:
+        return str(repo.tags[tag].commit.hexsha)
+    pyproject = repo_dir / "pyproject.toml"
+    text = pyproject.read_text(encoding="utf-8")
+    old = next(line for line in text.splitlines() if line.startswith("version = "))
+    pyproject.write_text(text.replace(old, f'version = "{version}"'), encoding="utf-8")
+    repo.index.add(["pyproject.toml"])
+    actor = git.Actor(_IDENTITY["name"], _IDENTITY["email"])
+    date = DEMO_DATE + timedelta(days=days_after)
+    commit = repo.index.commit(
+        f"VODemoDIRAC {tag}", author=actor, committer=actor, author_date=date, commit_date=date
+    )
+    with repo.git.custom_environment(GIT_COMMITTER_DATE=date.isoformat()):
+        repo.git.tag("-a", tag, "-m", f"VODemoDIRAC {tag}")
+    return str(commit.hexsha)
+
+
+def prepare_secrets(workdir: Path) -> Path:
+    """The demo's secrets: a legacy-exchange key, and a vault holding it for the hosts.
+
+    Made once (0600 files in <workdir>/secrets) and reused; never printed. Returns the vault
+    password file, which ansible-playbook reads through ANSIBLE_VAULT_PASSWORD_FILE.
+    """
+    import base64
+    import json
+    import os
+    import secrets
+    import subprocess
+    import sys
+
+    folder = workdir / "secrets"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    key_file, password_file, vault = (
+        folder / n for n in ("legacy-exchange.key", "vault-password", "secrets.yml")
+    )
+
+    def write(path: Path, text: str) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    if not key_file.is_file():
+        write(key_file, base64.urlsafe_b64encode(secrets.token_bytes(32)).decode() + "\n")
+    if not password_file.is_file():
+        write(password_file, secrets.token_urlsafe(32) + "\n")
+    if not vault.is_file() or not vault.read_text(encoding="utf-8").startswith("$ANSIBLE_VAULT"):
+        plain = {"dirac_server_secret_files": [
+            {"path": "/opt/dirac/state/secrets/legacy-exchange.key", "content": key_file.read_text()}]}  # fmt: skip
+        write(vault, json.dumps(plain))
+        tool = Path(sys.executable).parent / "ansible-vault"
+        subprocess.run(
+            [str(tool) if tool.exists() else "ansible-vault", "encrypt", "--vault-password-file",
+             str(password_file), str(vault)],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+    return password_file
+
+
+def _lab_stages(
+    workdir: Path, until: str, as_json: bool, stages: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Deploy, certify and promote on lab hosts started for the demo and removed after it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from release.lab import ROOTFS_CACHE, lab_hosts, prepare_rootfs
+
+    started = time.monotonic()
+    password_file = prepare_secrets(workdir)
+    rootfs = prepare_rootfs(ROOTFS_CACHE)
+    names = [*CERTIFICATION_HOSTS, *PRODUCTION_HOSTS]
+    stratum = workdir / "stratum" / REPOSITORY
+    results: dict[str, Any] = {}
+    with lab_hosts(
+        names, rootfs, workdir / "lab", binds=[(stratum, f"/cvmfs/{REPOSITORY}", True)]
+    ) as net:
+        addresses = {host.name: host.address for host in net}
+        config_path = workdir / "release.toml"
+        config_path.write_text(
+            with_lab_hosts(
+                demo_config_text(),
+                {"certification": {n: addresses[n] for n in CERTIFICATION_HOSTS},
+                 "production": {n: addresses[n] for n in PRODUCTION_HOSTS}},
+                net.ssh_key,
+            ),
+            encoding="utf-8",
+        )  # fmt: skip
+        stages.append({"stage": "lab", "result": ", ".join(f"{n} {a}" for n, a in addresses.items()),
+                       "seconds": time.monotonic() - started})  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DIRAC_RELEASE_")}
+        env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(password_file)
+        commands = {
+            "deploy": ["deploy", "--env", "certification", "--version", DEMO_TAG, "--install"],
+            "certify": ["certify", "--env", "certification", "--version", DEMO_TAG,
+                        "--junit", str(workdir / "certification.junit.xml")],
+            "promote": ["promote", "--version", DEMO_TAG, "--install"],
+        }  # fmt: skip
+        for stage in LAB_STAGES:
+            started = time.monotonic()
+            argv = [*net.exec_prefix(), sys.executable, "-m", "release", "--config", str(config_path),
+                    "--json", *commands[stage]]  # fmt: skip
+            proc = subprocess.run(
+                argv, env=env, stdout=subprocess.PIPE, text=True, timeout=1800, check=False
+            )
+            data = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
+            results[stage] = data
+            if stage == "deploy":
+                summary = ", ".join(
+                    f"{h['host']} {h['running']} ({h['result']})" for h in data.get("hosts", [])
+                )
+            elif stage == "certify":
+                counts = data.get("counts", {})
+                summary = (f"{'passed' if data.get('passed') else 'FAILED'}: {counts.get('passed')} passed, "
+                           f"{counts.get('skipped')} skipped, {counts.get('failed')} failed")  # fmt: skip
+            else:
+                summary = "; ".join(step["result"] for step in data.get("steps", [])[1:])
+            stages.append({"stage": stage, "result": summary or f"exit {proc.returncode}",
+                           "seconds": time.monotonic() - started})  # fmt: skip
+            if proc.returncode != 0:
+                raise CheckFailed(
+                    f"the demo's {stage} stage failed (exit {proc.returncode})",
+                    fix=f"run it again to see the details: {' '.join(commands[stage])}",
+                )
+            if stage == until:
+                break
+    return results
 
 
 def run_demo(*, workdir: Path, until: str = STAGES[-1], as_json: bool = False) -> int:
@@ -164,6 +332,15 @@ def run_demo(*, workdir: Path, until: str = STAGES[-1], as_json: bool = False) -
         result["publish"] = publication
         if not as_json:
             report_publication(publication, False)
+    if until in LAB_STAGES:
+        from release.lab import lab_hosts_problem
+
+        problem = lab_hosts_problem()
+        if problem:
+            stages.append({"stage": "deploy", "result": f"not run: {problem}", "seconds": 0.0})
+            result["lab"] = problem
+        else:
+            result.update(_lab_stages(workdir, until, as_json, stages))
     if as_json:
         print_json(result)
     else:

@@ -8,11 +8,14 @@ an exit code and a ledger record.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,12 @@ _RECAP = re.compile(
     r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
     r"\s+failed=(?P<failed>\d+)(?:\s+skipped=(?P<skipped>\d+))?(?:\s+rescued=(?P<rescued>\d+))?"
 )
-PLAYBOOKS = {"install": "site.yml", "upgrade": "upgrade.yml", "rollback": "rollback.yml"}
+PLAYBOOKS = {
+    "install": "site.yml",
+    "upgrade": "upgrade.yml",
+    "rollback": "rollback.yml",
+    "verify": "verify.yml",  # read-only: what each host runs (certify)
+}
 
 
 @dataclass
@@ -97,6 +105,69 @@ def _ansible_playbook() -> str:
     return found
 
 
+def read_report(path: Path) -> dict[str, dict[str, Any]]:
+    """The last state the playbook reported for each host, with its failures and reachability."""
+    hosts: dict[str, dict[str, Any]] = {}
+    if not path.is_file():
+        return hosts
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a killed run
+        entry = hosts.setdefault(str(event.get("host")), {})
+        kind = event.pop("event", "")
+        if kind == "report":
+            # Jinja renders a missing version (a first installation) as "".
+            entry.update(
+                {k: (v if v != "" else None) for k, v in event.items() if k not in ("host", "time")}
+            )
+        elif kind in ("failed", "unreachable"):
+            entry.setdefault("errors", []).append(f"{event.get('task')}: {event.get('msg')}")
+            if kind == "unreachable":
+                entry["unreachable"] = True
+    return hosts
+
+
+def host_rows(
+    env_hosts: list[str], recap: dict[str, HostResult], report: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One row per host of the environment, also for hosts the run never reached."""
+    rows = []
+    for name in env_hosts:
+        facts = report.get(name, {})
+        stats = recap.get(name)
+        if (stats is not None and stats.unreachable) or facts.get("unreachable"):
+            result = "unreachable"
+        elif stats is None:
+            result = "not started (the run stopped before this host)"
+        elif stats.failed and facts.get("result") == "rolled back":
+            result = "failed, rolled back"
+        elif stats.failed and facts.get("result") == "started":
+            result = "failed, NOT rolled back: check the host"
+        elif stats.failed:
+            result = "failed"
+        else:
+            result = str(facts.get("result") or "ok")
+        rows.append(
+            {
+                "host": name,
+                "previous": facts.get("previous"),
+                "running": facts.get("running"),
+                "target": facts.get("target"),
+                "result": result,
+                "reason": facts.get("reason") or "; ".join(facts.get("errors", [])[:1]),
+                "ok": stats.ok if stats else 0,
+                "changed": stats.changed if stats else 0,
+                "failed": stats.failed if stats else 0,
+                "unreachable": (stats.unreachable if stats else 0)
+                or int(bool(facts.get("unreachable"))),
+                "rescued": stats.rescued if stats else 0,
+            }
+        )
+    return rows
+
+
 def run_playbook(
     config: ReleaseConfig,
     *,
@@ -108,14 +179,24 @@ def run_playbook(
     echo: bool = True,
     extra_vars: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Render, then run one playbook on the environment's hosts; map the outcome to exit codes."""
+    """Render, then run one playbook on the environment's hosts; returns every host's outcome.
+
+    The result is returned also when hosts failed (the caller shows the table first), and
+    `check_outcome` turns it into the exit code.
+    """
     from release.render import render_environment
 
     env = config.environment(env_name)
     ledger = config.ledger(config.product(env.product)[0], "environments")
     tag = parse_version_arg(version).tag if version is not None else None
-    if tag is not None and action != "rollback":
+    if tag is not None and action in ("install", "upgrade"):
         _published(config, env_name, tag)
+    secrets_file = config.resolve_path(env.secrets_file) if env.secrets_file else None
+    if secrets_file is not None and not secrets_file.is_file():
+        raise BadInput(
+            f"environment {env_name}: secrets_file {secrets_file} does not exist",
+            fix="create it with ansible-vault create, or remove secrets_file from release.toml",
+        )
     # A rollback without a version goes back to each host's own previous version.
     rendered = render_environment(config, env_name, tag or "previous", out)
     ansible = content_dir("ansible")
@@ -127,30 +208,42 @@ def run_playbook(
     )
     for key, value in variables.items():
         command += ["-e", f"{key}={value}"]
+    if secrets_file is not None:
+        command += ["-e", f"@{secrets_file}"]  # decrypted by ansible with its vault settings
     if plan:
         command += ["--check", "--diff"]
+    report_dir = Path(tempfile.mkdtemp(prefix="dirac-release-report-"))
+    report_path = report_dir / "report.jsonl"
     env_vars = dict(os.environ)
     env_vars.update(
-        ANSIBLE_CONFIG=str(ansible / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1"
+        ANSIBLE_CONFIG=str(ansible / "ansible.cfg"),
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_NOCOLOR="1",
+        DIRAC_RELEASE_REPORT=str(report_path),
     )
     lines: list[str] = []
-    proc = subprocess.Popen(
-        command,
-        cwd=ansible,
-        env=env_vars,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    for line in proc.stdout or ():
-        lines.append(line)
-        if echo and (
-            line.startswith(("PLAY", "TASK", "fatal", "failed", "changed", "ok:", "skipping"))
-            or "FAILED" in line
-        ):
-            print(line.rstrip()[:200], file=sys.stderr)
-    code = proc.wait()
-    hosts = parse_recap("".join(lines))
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            command,
+            cwd=ansible,
+            env=env_vars,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for line in proc.stdout or ():
+            lines.append(line)
+            if echo and (
+                line.startswith(("PLAY", "TASK", "fatal", "failed", "changed", "ok:", "skipping"))
+                or "FAILED" in line
+            ):
+                print(line.rstrip()[:200], file=sys.stderr)
+        code = proc.wait()
+        report = read_report(report_path)
+    finally:
+        shutil.rmtree(report_dir, ignore_errors=True)
+    recap = parse_recap("".join(lines))
     result = {
         "environment": env_name,
         "version": tag or "previous",
@@ -158,25 +251,41 @@ def run_playbook(
         "plan": plan,
         "inventory": rendered["inventory"],
         "exit_code": code,
-        "hosts": [h.__dict__ | {"result": h.result} for h in hosts.values()],
+        "seconds": round(time.monotonic() - started, 1),
+        "hosts": host_rows(list(env.hosts), recap, report),
+        "output_tail": "".join(lines[-15:]),
     }
-    if not plan:
-        ledger.record("deploy" if action != "rollback" else "rollback", result)
-    tail = "".join(lines[-15:])
-    if code == 4 or any(h.unreachable for h in hosts.values()):
-        raise InfrastructureError(
-            f"{', '.join(h.host for h in hosts.values() if h.unreachable) or 'a host'} unreachable during {action}",
-            fix=tail,
-        )
-    if code != 0:
-        failed = [h.host for h in hosts.values() if h.failed]
-        raise CheckFailed(
-            f"{action} of {tag or 'the previous version'} failed on {', '.join(failed) or 'a host'}"
-            + (
-                " (rolled back to the previous version)"
-                if any(h.rescued for h in hosts.values())
-                else ""
-            ),
-            fix=tail,
+    if action == "verify":
+        for row in result["hosts"]:
+            row["facts"] = report.get(row["host"], {})
+    elif not plan:
+        ledger.record(
+            "deploy" if action != "rollback" else "rollback",
+            {k: v for k, v in result.items() if k != "output_tail"},
         )
     return result
+
+
+def check_outcome(result: dict[str, Any]) -> None:
+    """Exit codes: 3 when a host was unreachable, 1 when a host failed (and was rolled back)."""
+    hosts = result["hosts"]
+    action, tag = result["action"], result["version"]
+    unreachable = [h["host"] for h in hosts if h["result"] == "unreachable"]
+    if result["exit_code"] == 4 or unreachable:
+        raise InfrastructureError(
+            f"{', '.join(unreachable) or 'a host'} unreachable during {action}",
+            fix=result["output_tail"],
+        )
+    if result["exit_code"] != 0:
+        failed = [h["host"] for h in hosts if h["failed"]]
+        rolled_back = [h["host"] for h in hosts if h["result"] == "failed, rolled back"]
+        raise CheckFailed(
+            f"{action} of {'the previous version' if tag == 'previous' else tag} failed on "
+            f"{', '.join(failed) or 'a host'}"
+            + (
+                f" ({', '.join(rolled_back)} rolled back to the previous version)"
+                if rolled_back
+                else ""
+            ),
+            fix=result["output_tail"],
+        )

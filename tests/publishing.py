@@ -111,3 +111,36 @@ def du(path: Path) -> int:
                 seen.add(key)
                 total += st.st_size
     return total
+
+
+SERVICE_SCRIPT = """\
+#!/usr/bin/python3
+# A stand-in DIRAC service: answers its version on /health.
+import http.server, os, socket, sys
+VERSION = {version!r}
+if {fail_on!r} == socket.gethostname():
+    sys.exit("broken build: exits at once")
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = VERSION.encode() if self.path == "/health" else b"not found"
+        self.send_response(200 if self.path == "/health" else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+http.server.HTTPServer.allow_reuse_address = True
+http.server.HTTPServer(("127.0.0.1", int(os.environ["DIRAC_SERVICE_PORT"])), Handler).serve_forever()
+"""
+
+
+def service_files(version: str, fail_on: str = "") -> dict[str, bytes]:
+    """Bundle files of a tiny service answering its version on /health (dies on `fail_on`)."""
+    return {
+        "bin/dirac-service": SERVICE_SCRIPT.format(version=version, fail_on=fail_on).encode(),
+        "diracosrc": f"export DIRAC_VERSION={version}\n".encode(),
+        "lib/DIRAC/__init__.py": f"version = {version!r}\n".encode(),
+    }

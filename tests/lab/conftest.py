@@ -38,9 +38,11 @@ def aarch64_sysroot() -> Path:
 @pytest.fixture(scope="session")
 def lab_rootfs() -> Path:
     """The cached Debian rootfs of the lab hosts (debootstrap once per machine, ~40 s)."""
-    from tests.lab.labhosts import ROOTFS_CACHE, prepare_rootfs, require_lab_hosts
+    from release.lab import ROOTFS_CACHE, lab_hosts_problem, prepare_rootfs
 
-    require_lab_hosts()
+    problem = lab_hosts_problem()
+    if problem:
+        lab_skip(problem)
     return prepare_rootfs(ROOTFS_CACHE)
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.labhosts import LabHost, LabNetwork, lab_hosts
-from tests.publishing import make_bundle
+from release.lab import LabHost, LabNetwork, lab_hosts
+from tests.publishing import make_bundle, service_files
 
 pytestmark = pytest.mark.lab
 
@@ -32,37 +32,6 @@ INVENTORY = ANSIBLE_DIR / "inventories" / "certification" / "hosts.yml"
 PORT = 9162  # the certification group_vars' service (Framework/SystemAdministrator)
 SERVICE = "Framework_SystemAdministrator"
 PLAYBOOK_TIMEOUT_S = 300
-
-SERVICE_SCRIPT = """\
-#!/usr/bin/python3
-# A stand-in DIRAC service: answers its version on /health.
-import http.server, os, socket, sys
-VERSION = {version!r}
-if {fail_on!r} == socket.gethostname():
-    sys.exit("broken build: exits at once")
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = VERSION.encode() if self.path == "/health" else b"not found"
-        self.send_response(200 if self.path == "/health" else 404)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-http.server.HTTPServer.allow_reuse_address = True
-http.server.HTTPServer(("127.0.0.1", int(os.environ["DIRAC_SERVICE_PORT"])), Handler).serve_forever()
-"""
-
-
-def service_files(version: str, fail_on: str = "") -> dict[str, bytes]:
-    return {
-        "bin/dirac-service": SERVICE_SCRIPT.format(version=version, fail_on=fail_on).encode(),
-        "diracosrc": f"export DIRAC_VERSION={version}\n".encode(),
-        "lib/DIRAC/__init__.py": f"version = {version!r}\n".encode(),
-    }
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ def test_both_platforms_built_and_verified(demo_build: BuildReport) -> None:
     for bundle in demo_build.bundles:
         manifest = mf.read_manifest(bundle.tree)
         assert manifest is not None
-        assert manifest["tag"] == "v1.0.0a1" and manifest["platform"] == bundle.platform
+        assert manifest["tag"] == "v1.0.0" and manifest["platform"] == bundle.platform
         assert mf.verify_tree(bundle.tree, manifest) == []
         # Compiled extensions are there, and every one is for this architecture.
         scan = mf.scan_tree(bundle.tree, bundle.platform)
@@ -48,7 +48,7 @@ def test_both_platforms_built_and_verified(demo_build: BuildReport) -> None:
         assert scan.wrong_arch == []
         dists = {d["name"].lower().replace("_", "-"): d for d in manifest["distributions"]}
         assert dists["diracx-routers"]["version"] == "0.7.0"
-        assert dists["vodemo-dirac"]["version"] == "1.0.0a1"
+        assert dists["vodemo-dirac"]["version"] == "1.0.0"
         assert any(bundle.platform in tag for tag in dists["pydantic-core"]["wheel_tags"])
         assert bundle.smoke == "passed", bundle.smoke_detail
     assert "qemu-user" in demo_build.bundles[1].smoke_detail
@@ -75,7 +75,7 @@ def test_lock_pins_every_distribution_with_hashes(demo_build: BuildReport) -> No
 def test_x86_64_bundle_runs_through_diracosrc(demo_build: BuildReport, tmp_path: Path) -> None:
     # From a copy: this machine's Python has a .pth hook that appends a CA to any certifi
     # bundle it loads, which would (rightly) invalidate the cached bundle for later tests.
-    tree = tmp_path / "v1.0.0a1" / "Linux-x86_64"
+    tree = tmp_path / "v1.0.0" / "Linux-x86_64"
     shutil.copytree(demo_build.bundles[0].tree, tree, symlinks=True)
     python_dir = str(Path(sys.executable).parent)
     proc = subprocess.run(
@@ -84,7 +84,7 @@ def test_x86_64_bundle_runs_through_diracosrc(demo_build: BuildReport, tmp_path:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
-    assert info["vodemo"] == "1.0.0a1" and info["machine"] == "x86_64"
+    assert info["vodemo"] == "1.0.0" and info["machine"] == "x86_64"
 
 
 def test_aarch64_entry_point_runs_under_qemu(
@@ -98,7 +98,7 @@ def test_aarch64_entry_point_runs_under_qemu(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
-    assert info["machine"] == "aarch64" and info["vodemo"] == "1.0.0a1"
+    assert info["machine"] == "aarch64" and info["vodemo"] == "1.0.0"
 
 
 def test_rebuild_reuses_the_finished_bundle(
@@ -156,7 +156,7 @@ def test_package_without_aarch64_wheel_is_refused(demo_workdir: Path, tmp_path: 
         text.replace('git = "product-repo"', f'git = "{demo_workdir / demo.REPO_NAME}"')
     )
     proc = cli(
-        "build", "--config", str(config), "--version", "v1.0.0a1", "--out", str(tmp_path / "out")
+        "build", "--config", str(config), "--version", "v1.0.0", "--out", str(tmp_path / "out")
     )
     assert proc.returncode == 2, proc.stderr
     assert "intel-openmp has no wheel for aarch64" in proc.stderr
@@ -171,12 +171,12 @@ def test_tag_that_builds_another_version_is_refused(tmp_path: Path) -> None:
     repo_dir = tmp_path / "repo"
     demo.prepare_repository(repo_dir)
     repo = git.Repo(repo_dir)
-    repo.git.tag("-a", "v1.0.0a2", "-m", "wrong: pyproject still says 1.0.0a1")
+    repo.git.tag("-a", "v1.0.0a2", "-m", "wrong: pyproject still says 1.0.0")
     (tmp_path / "release.toml").write_text(demo.demo_config_text().replace("product-repo", "repo"))
     config = load_config(tmp_path / "release.toml", environ={})
     with pytest.raises(BadInput) as caught:
         build_release(config, version="v1.0.0a2")
-    assert "builds version 1.0.0a1, not 1.0.0a2" in caught.value.message
+    assert "builds version 1.0.0, not 1.0.0a2" in caught.value.message
     assert not (tmp_path / "dist").exists()
 
 
@@ -189,7 +189,7 @@ def test_killed_build_leaves_nothing_half_written(demo_workdir: Path, tmp_path: 
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DIRAC_RELEASE_")} | env
     proc = subprocess.Popen(
         [sys.executable, "-m", "release", "build", "--config", str(demo_workdir / "release.toml"),
-         "--version", "v1.0.0a1", "--out", str(out)],
+         "--version", "v1.0.0", "--out", str(out)],
         env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
@@ -207,9 +207,9 @@ def test_killed_build_leaves_nothing_half_written(demo_workdir: Path, tmp_path: 
             proc.kill()
             proc.wait(timeout=30)
     assert list(out.glob(".staging-*")), "the staging folder should be what the crash left"
-    assert not (out / "v1.0.0a1").exists()  # nothing of the version is visible
-    done = cli("build", "--config", str(demo_workdir / "release.toml"), "--version", "v1.0.0a1",
+    assert not (out / "v1.0.0").exists()  # nothing of the version is visible
+    done = cli("build", "--config", str(demo_workdir / "release.toml"), "--version", "v1.0.0",
                "--out", str(out), "--json", **env)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert not list(out.glob(".staging-*"))  # the crashed build's leftovers were cleared
-    assert (out / "v1.0.0a1" / "SHA256SUMS").is_file()
+    assert (out / "v1.0.0" / "SHA256SUMS").is_file()

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from release.config import load_config
+from release.lab import LabNetwork, lab_hosts
 from release.publish import init_repository, publish_release
-from tests.lab.labhosts import LabNetwork, lab_hosts
-from tests.lab.test_ansible_hosts import service_files
-from tests.publishing import make_bundle
+from tests.publishing import make_bundle, service_files
 
 pytestmark = pytest.mark.lab
 REPO = "dirac.egi.eu"

@@ -116,7 +116,7 @@ def state_snapshot(state: Path) -> dict[str, bytes]:
 
 def test_bundle_serves_diracx_with_state_outside(demo_build: BuildReport, tmp_path: Path) -> None:
     # From a copy: running in place writes __pycache__ into the cached bundle.
-    tree = tmp_path / "v1.0.0a1" / "Linux-x86_64"
+    tree = tmp_path / "v1.0.0" / "Linux-x86_64"
     shutil.copytree(demo_build.bundles[0].tree, tree, symlinks=True)
     state = tmp_path / "state"
     log = tmp_path / "vodemo-diracx.log"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.labhosts import (
+from release.lab import (
     ROOTFS_CACHE,
     LabCommandError,
     LabError,

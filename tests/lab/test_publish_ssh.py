@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.labhosts import LabNetwork, lab_hosts
+from release.lab import LabNetwork, lab_hosts
 from tests.publishing import make_bundle
 
 pytestmark = pytest.mark.lab

@@ -43,6 +43,6 @@ def test_wheel_carries_the_demo_and_runs_it(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["tag"]["tag"] == "v1.0.0a1"
+    assert result["tag"]["tag"] == "v1.0.0"
     assert [stage["stage"] for stage in result["stages"]] == ["version"]
     assert (tmp_path / "demo" / "product-repo" / "src" / "vodemo" / "cli.py").is_file()

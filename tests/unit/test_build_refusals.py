@@ -33,7 +33,7 @@ def test_dirty_work_tree_is_refused(demo_config: Path, tmp_path: Path) -> None:
     repo = tmp_path / demo.REPO_NAME
     (repo / "README.md").write_text("local edit\n")
     with pytest.raises(BadInput) as caught:
-        build_release(load_config(demo_config, environ={}), version="v1.0.0a1")
+        build_release(load_config(demo_config, environ={}), version="v1.0.0")
     assert "uncommitted or untracked changes" in caught.value.message
     assert caught.value.fix is not None and "--allow-dirty" in caught.value.fix
     assert leftovers(tmp_path) == []
@@ -42,7 +42,7 @@ def test_dirty_work_tree_is_refused(demo_config: Path, tmp_path: Path) -> None:
 def test_untracked_file_counts_as_dirty(demo_config: Path, tmp_path: Path) -> None:
     (tmp_path / demo.REPO_NAME / "notes.txt").write_text("x")
     with pytest.raises(BadInput, match="uncommitted or untracked"):
-        build_release(load_config(demo_config, environ={}), version="v1.0.0a1")
+        build_release(load_config(demo_config, environ={}), version="v1.0.0")
 
 
 @pytest.mark.parametrize(
@@ -50,9 +50,9 @@ def test_untracked_file_counts_as_dirty(demo_config: Path, tmp_path: Path) -> No
     [
         ({"version": "v7r3p38"}, "legacy"),
         ({"version": "v1.0.0a2"}, "v1.0.0a2"),  # no such tag in the repository
-        ({"version": "v1.0.0a1", "platform": "ppc64le"}, "unknown platform"),
-        ({"version": "v1.0.0a1", "product_name": "DIRAC"}, "unknown product"),
-        ({"version": "v1.0.0a1", "out": Path("/proc/dirac-release-out")}, "cannot write"),
+        ({"version": "v1.0.0", "platform": "ppc64le"}, "unknown platform"),
+        ({"version": "v1.0.0", "product_name": "DIRAC"}, "unknown product"),
+        ({"version": "v1.0.0", "out": Path("/proc/dirac-release-out")}, "cannot write"),
     ],
 )
 def test_bad_input_is_refused_and_writes_nothing(
@@ -69,7 +69,7 @@ def test_output_under_a_file_is_refused(demo_config: Path, tmp_path: Path) -> No
     blocker = tmp_path / "blocker"
     blocker.write_text("x")
     with pytest.raises(BadInput, match="is not a folder"):
-        build_release(load_config(demo_config, environ={}), version="v1.0.0a1", out=blocker / "out")
+        build_release(load_config(demo_config, environ={}), version="v1.0.0", out=blocker / "out")
 
 
 def test_demo_repository_is_reproducible(tmp_path: Path) -> None:

@@ -97,28 +97,33 @@ def test_help_does_not_import_heavy_modules() -> None:
 
 
 def test_version_reads_a_real_repository(tmp_path: Path) -> None:
+    import git
+
     from release import demo
 
     commit = demo.prepare_repository(tmp_path / "repo")
-    proc = run("version", "--repo", str(tmp_path / "repo"), "--tag", "v1.0.0a1", "--json")
+    proc = run("version", "--repo", str(tmp_path / "repo"), "--tag", demo.DEMO_TAG, "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["commit"] == commit
     assert data["commit_time"] == int(demo.DEMO_DATE.timestamp())  # SOURCE_DATE_EPOCH
     assert data["previous_tag"] is None
-    nxt = run(
-        "version", "--repo", str(tmp_path / "repo"), "--next", "--branch", "integration", "--json"
-    )
+    # After a final release the next one (v1.0.1) belongs to the maintenance branch: the tool
+    # never guesses a new series or phase for integration.
+    refused = run("version", "--repo", str(tmp_path / "repo"), "--next", "--branch", "integration")
+    assert refused.returncode == 2 and "rel-v1r0" in refused.stderr
+    git.Repo(tmp_path / "repo").create_head("rel-v1r0")
+    nxt = run("version", "--repo", str(tmp_path / "repo"), "--next", "--branch", "rel-v1r0", "--json")
     assert nxt.returncode == 0, nxt.stderr
-    assert json.loads(nxt.stdout)["tag"] == "v1.0.0a2"
+    assert json.loads(nxt.stdout)["tag"] == "v1.0.1"
 
 
 def test_version_of_a_missing_tag_lists_existing_ones(tmp_path: Path) -> None:
     from release import demo
 
     demo.prepare_repository(tmp_path / "repo")
-    proc = run("version", "--repo", str(tmp_path / "repo"), "--tag", "v1.0.0")
+    proc = run("version", "--repo", str(tmp_path / "repo"), "--tag", "v1.0.1")
     assert proc.returncode == 2
-    assert "v1.0.0a1" in proc.stderr
+    assert "Nearest existing release tags: v1.0.0." in proc.stderr
     not_repo = run("version", "--repo", str(tmp_path), "--tag", "v1.0.0")
     assert not_repo.returncode == 2 and "not a git repository" in not_repo.stderr

@@ -183,8 +183,10 @@ def main():
     if action == "info":
         pro = _version_of(root, _link_target(os.path.join(root, "pro")))
         previous = _version_of(root, _link_target(os.path.join(root, "previous")))
-        os.makedirs(root, exist_ok=True)
-        vfs = os.statvfs(root)
+        existing = root
+        while not os.path.isdir(existing):  # free space where root is, or will be, created
+            existing = os.path.dirname(existing) or "/"
+        vfs = os.statvfs(existing)
         module.exit_json(
             changed=False,
             pro=pro,
@@ -262,9 +264,11 @@ def main():
 
     if action == "activate":
         tree = os.path.join(versions, version, platform)
-        if not os.path.isdir(tree):
-            module.fail_json(msg=f"cannot activate {version}: {tree} is not installed")
         pro = _version_of(root, _link_target(os.path.join(root, "pro")))
+        if not os.path.isdir(tree):
+            if module.check_mode:  # the install task before us only said it would install
+                module.exit_json(changed=True, pro=version, previous=pro)
+            module.fail_json(msg=f"cannot activate {version}: {tree} is not installed")
         if pro == version:
             module.exit_json(
                 changed=False,

@@ -162,7 +162,17 @@ def prepare_state(state: Path) -> dict[str, str]:
     else:
         _say(f"reusing the state in {state}")
 
-    hashed = hashlib.sha256(base64.urlsafe_b64decode(_read_secret(legacy_key))).hexdigest()
+    encoded = _read_secret(legacy_key)
+    try:  # base64url, with or without its padding (keys placed from a vault may lack it)
+        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except ValueError:
+        raw = b""
+    if len(raw) < 16:
+        raise SystemExit(
+            f"vodemo-diracx: {legacy_key} is not a base64url key of at least 16 bytes; "
+            "replace it (e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    hashed = hashlib.sha256(raw).hexdigest()
     env = dict(db_urls)
     env.update(
         {
@@ -264,14 +274,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", default=os.environ.get("VODEMO_STATE", DEFAULT_STATE),
                         help="state directory, outside the version directory "
                         "(default: $VODEMO_STATE or %(default)s)")  # fmt: skip
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--host", default=os.environ.get("VODEMO_HOST", "127.0.0.1"),
+                        help="address to listen on (default: $VODEMO_HOST or %(default)s)")  # fmt: skip
+    parser.add_argument("--port", type=int, default=int(os.environ.get("VODEMO_PORT", "8000")))
     parser.add_argument("--s3-port", type=int, default=8001,
                         help="port of the moto S3 server started for sandboxes")  # fmt: skip
     parser.add_argument("--s3-endpoint", default="",
                         help="use this S3 endpoint instead of starting moto")  # fmt: skip
-    parser.add_argument("--public-url", default="",
-                        help="URL clients use (token issuer); default http://HOST:PORT")  # fmt: skip
+    parser.add_argument("--public-url", default=os.environ.get("VODEMO_PUBLIC_URL", ""),
+                        help="URL clients use (token issuer); default $VODEMO_PUBLIC_URL, "
+                        "else http://HOST:PORT")  # fmt: skip
     parser.add_argument("--prepare-only", action="store_true",
                         help="prepare the state and exit")  # fmt: skip
     args = parser.parse_args(argv)
@@ -308,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         "uvicorn", "--factory", "diracx.testing.routers:create_app",
         "--host", args.host, "--port", str(args.port), "--no-access-log",
     )  # fmt: skip
-    os.chdir("/")
+    # The working folder stays where the supervisor started us (the version's tree): it is how
+    # a deployment asks a running service which version it runs.
     os.execve(sys.executable, command, _child_env(settings))
     return 1  # not reached

@@ -42,6 +42,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -52,8 +53,9 @@ from typing import IO
 
 SUITE = "bookworm"
 ARCH = "amd64"
-PACKAGES = ("openssh-server", "python3", "rsync", "runit")
-ROOTFS_NAME = f"{SUITE}-{ARCH}-labhost"
+PACKAGES = ("openssh-server", "python3", "rsync", "runit", "git")
+# The name changes with PACKAGES so that a rootfs cached before a change is never reused.
+ROOTFS_NAME = f"{SUITE}-{ARCH}-labhost-{len(PACKAGES)}"
 #: Every netns and overlay mount of a run is named `drlab-<pid>-<n>-...`.
 PREFIX = "drlab-"
 SUBNET = "10.77.0"
@@ -360,7 +362,13 @@ def _file_lock(path: Path, timeout: float) -> Iterator[None]:
 
 def rootfs_complete(rootfs: Path) -> bool:
     """A rootfs is only ever renamed into place complete; these files tell it is one."""
-    needed = ("usr/sbin/sshd", "usr/bin/python3", "usr/bin/rsync", "usr/bin/runsvdir")
+    needed = (
+        "usr/sbin/sshd",
+        "usr/bin/python3",
+        "usr/bin/rsync",
+        "usr/bin/runsvdir",
+        "usr/bin/git",
+    )
     return all((rootfs / rel).is_file() for rel in needed)
 
 
@@ -398,7 +406,9 @@ def prepare_rootfs(cache_dir: Path) -> Path:
                 raise LabError(f"debootstrap left mounts under {work}")
             _finish_rootfs(work)
             if not rootfs_complete(work):
-                raise LabError("debootstrap finished but the rootfs lacks sshd/python3/rsync/runit")
+                raise LabError(
+                    "debootstrap finished but the rootfs lacks sshd/python3/rsync/runit/git"
+                )
             work.rename(dest)
         finally:
             if work.exists():
@@ -538,7 +548,8 @@ class LabHost:
 
     def _find_init(self, deadline: float) -> None:
         """Record the pid namespace's init (unshare's child) and the namespace itself."""
-        assert self._process is not None
+        if self._process is None:
+            raise LabError(f"{self.name} was never launched")
         parent = self._process.pid
         while time.monotonic() < deadline and self._process.poll() is None:
             for pid in _all_pids():
@@ -563,7 +574,8 @@ class LabHost:
         return False
 
     def _wait_ready(self, deadline: float) -> None:
-        assert self._process is not None
+        if self._process is None:
+            raise LabError(f"{self.name} was never launched")
         last = ""
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -646,7 +658,7 @@ class LabNetwork(list[LabHost]):
         """Write an ssh_config naming every host. Use it inside the client namespace:
         `ip netns exec <client_netns> ssh -F <path> cctbdirac01 hostname`."""
         lines = [
-            f"# Lab hosts of run {self.prefix.rstrip('-')} (tests/lab/labhosts.py).",
+            f"# Lab hosts of run {self.prefix.rstrip('-')} (release/lab.py).",
             f"# Only reachable from the network namespace {self.client_netns}: run clients",
             f"# as `ip netns exec {self.client_netns} ssh -F {path} <host>`.",
         ]
@@ -986,10 +998,57 @@ def lab_hosts_problem() -> str | None:
     return None
 
 
-def require_lab_hosts() -> None:
-    """Skip (fail in CI with DIRAC_RELEASE_REQUIRE_LAB=1) when lab hosts cannot run here."""
-    from tests.conftest import lab_skip
+# ---------------------------------------------------------------------------------------------
+# For people: `python -m release.lab` (nox -s lab) keeps hosts up until Ctrl-C
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start lab hosts, print how to reach them, keep them until Ctrl-C, then take them down."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m release.lab",
+        description="Start throwaway SSH lab hosts (root): one namespace set per host.",
+    )
+    parser.add_argument("names", nargs="*", default=["cctbdirac01", "cctbdirac02", "diracprod01"])
+    parser.add_argument(
+        "--work", type=Path, default=Path("lab"), help="folder for the hosts' files"
+    )
+    parser.add_argument(
+        "--bind", action="append", default=[], metavar="SRC:DEST",
+        help="bind-mount SRC read-only at DEST in every host, e.g. stratum/r:/cvmfs/r",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
     problem = lab_hosts_problem()
     if problem:
-        lab_skip(problem)
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    binds = []
+    for spec in args.bind:
+        source, sep, inside = spec.partition(":")
+        if not sep:
+            print(f"error: --bind {spec!r}: expected SRC:DEST", file=sys.stderr)
+            return 2
+        binds.append((Path(source), inside, True))
+    try:
+        rootfs = prepare_rootfs(ROOTFS_CACHE)
+        with lab_hosts(list(args.names), rootfs, args.work, binds=binds) as net:
+            config = net.ssh_config(Path(args.work).absolute() / "ssh_config")
+            client = " ".join(net.exec_prefix())
+            for host in net:
+                print(f"{host.name:<16} {host.address:<14} {client} ssh -F {config} {host.name}")
+            print(f"Ansible and other clients run in the namespace: {client} <command>")
+            print("Ctrl-C takes every host down.", flush=True)
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            with contextlib.suppress(KeyboardInterrupt):
+                stop.wait()
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    print("lab hosts stopped; nothing is left behind")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+# Callback plugin: per-host facts for dirac-release's deployment table, as JSON lines.
+#
+# Playbooks set the fact `dirac_report` (previous version, running version, result) at each
+# point where a host's state is known; this plugin appends every such fact, and every failure
+# or unreachable host, to the file named by DIRAC_RELEASE_REPORT. Reading a structured file
+# instead of parsing the human output keeps the table correct whatever the stdout callback is.
+# Without DIRAC_RELEASE_REPORT the plugin does nothing.
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from ansible.plugins.callback import CallbackBase
+
+DOCUMENTATION = """
+name: dirac_release_report
+type: aggregate
+short_description: write per-host dirac_report facts and failures as JSON lines
+description:
+  - Appends one JSON object per line to the file in DIRAC_RELEASE_REPORT.
+requirements:
+  - enabled in callbacks_enabled
+"""
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "dirac_release_report"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._path = os.environ.get("DIRAC_RELEASE_REPORT", "")
+
+    def _write(self, record: dict) -> None:
+        if not self._path:
+            return
+        record["time"] = round(time.time(), 3)
+        with open(self._path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+
+    def v2_runner_on_ok(self, result) -> None:
+        facts = result._result.get("ansible_facts") or {}
+        report = facts.get("dirac_report")
+        if isinstance(report, dict):
+            self._write({"host": result._host.get_name(), "event": "report", **report})
+
+    def v2_runner_on_failed(self, result, ignore_errors: bool = False) -> None:
+        if ignore_errors:
+            return
+        # no_log tasks arrive here already censored by Ansible.
+        message = str(result._result.get("msg", ""))[:500]
+        self._write(
+            {
+                "host": result._host.get_name(),
+                "event": "failed",
+                "task": result._task.get_name(),
+                "msg": message,
+            }
+        )
+
+    def v2_runner_on_unreachable(self, result) -> None:
+        self._write(
+            {
+                "host": result._host.get_name(),
+                "event": "unreachable",
+                "task": result._task.get_name(),
+                "msg": str(result._result.get("msg", ""))[:500],
+            }
+        )

@@ -1,0 +1,88 @@
+"""Move a named link (normally `pro`) to a published version: one transaction, verified.
+
+Promotion publishes nothing new: it switches which version clients get under the link. The
+version must be published and verify against its manifests before and after the switch, so a
+client never follows the link into a tree that is missing or damaged.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from cvmfs.backends.base import Backend, Owner
+from cvmfs.layout import PRO_LINK, Layout
+from release.errors import BadInput, CheckFailed
+
+
+def _verify(
+    backend: Backend, layout: Layout, tag: str, manifests: dict[str, dict[str, Any]]
+) -> list[str]:
+    return [
+        problem
+        for arch, manifest in sorted(manifests.items())
+        for problem in backend.verify_published(layout.platform_dir(tag, arch), manifest)
+    ]
+
+
+def move_link(
+    backend: Backend,
+    layout: Layout,
+    tag: str,
+    manifests: dict[str, dict[str, Any]],
+    *,
+    name: str = PRO_LINK,
+    wait_s: float = 120.0,
+    plan: bool = False,
+) -> dict[str, Any]:
+    """Point /<prefix>/<name> at <tag>; returns what was (or would be) done."""
+    started = time.monotonic()
+    entries = backend.entries(layout.prefix)
+    if tag not in entries:
+        raise BadInput(
+            f"{tag} is not published in {layout.repository}",
+            fix=f"publish it first: dirac-release publish --version {tag}",
+        )
+    current = entries.get(name)
+    result: dict[str, Any] = {
+        "repository": layout.repository,
+        "link": layout.client_path(layout.link(name)),
+        "from": current,
+        "to": tag,
+        "revision": None,
+        "actions": [
+            f"verify /{layout.version_dir(tag)} against its manifests",
+            f"open a transaction on /{layout.prefix} of {layout.repository}",
+            f"point /{layout.link(name)} -> {tag} (was {current or 'absent'})",
+            "publish, then verify the link and the version as clients see them",
+        ],
+    }
+    problems = _verify(backend, layout, tag, manifests)
+    if problems:
+        raise CheckFailed(
+            f"{tag} in {layout.repository} does not verify: {'; '.join(problems[:5])}",
+            fix="nothing was changed; investigate the repository before promoting",
+        )
+    if current == tag:
+        result["status"] = "already there"
+    elif plan:
+        result["status"] = "planned"
+    else:
+        txn = backend.open(layout.prefix, Owner.me(f"{name}->{tag}"), wait_s)
+        try:
+            txn.set_link(layout.prefix, name, tag)
+            result["revision"] = txn.publish(None, f"{name} -> {tag} (was {current})", "")
+        except BaseException:
+            txn.abort()
+            raise
+        after = backend.entries(layout.prefix).get(name)
+        problems = _verify(backend, layout, tag, manifests)
+        if after != tag or problems:
+            raise CheckFailed(
+                f"{name} was published but clients see {name} -> {after}"
+                + (f" and {'; '.join(problems[:5])}" if problems else ""),
+                fix=f"point {name} back to {current} (dirac-release promote --version {current})",
+            )
+        result["status"] = "moved"
+    result["seconds"] = round(time.monotonic() - started, 3)
+    return result

@@ -1,0 +1,232 @@
+"""The certify stage: smoke checks of a deployed version, recorded as evidence in the ledger.
+
+Three kinds of targets: the CVMFS repository (every platform of the version verifies against
+its manifest; certification never moves `pro`), the environment's hosts (asked over Ansible
+what their services run), and DiracX (per host, or one URL such as an ingress). The record
+holds every check with its evidence and the digests of the bundles it certified, which is what
+`promote` compares before it lets a version reach production.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from release.certify.checks import (
+    FAILED,
+    PASSED,
+    SKIPPED,
+    UNREACHABLE,
+    Check,
+    CheckFailure,
+    run_check,
+    skipped,
+)
+from release.config import ReleaseConfig
+
+if TYPE_CHECKING:
+    from cvmfs.backends.base import Backend
+    from cvmfs.layout import Layout
+from release.errors import BadInput, CheckFailed, InfrastructureError, ReleaseError
+from release.version import parse_version_arg
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """A digest of a manifest's content (not its formatting): what a certification vouches for."""
+    return hashlib.sha256(
+        json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+def published_manifests(
+    config: ReleaseConfig, env_name: str, tag: str
+) -> tuple[Backend, Layout, dict[str, dict[str, Any] | None]]:
+    """(backend, layout, manifest per platform as published, None where missing)."""
+    from cvmfs.factory import make_backend
+    from cvmfs.layout import Layout
+
+    env = config.environment(env_name)
+    _, product = config.product(env.product)
+    repo_name, repo = config.repository(env.repository, product)
+    backend = make_backend(config, repo_name, repo)
+    layout = Layout(repo_name, repo.prefix)
+    manifests: dict[str, dict[str, Any] | None] = {
+        arch: backend.read_manifest(layout.platform_dir(tag, arch))
+        for arch in sorted(config.platforms)
+    }
+    return backend, layout, manifests
+
+
+def _cvmfs_checks(
+    config: ReleaseConfig, env_name: str, tag: str, digests: dict[str, str]
+) -> list[Check]:
+    try:
+        backend, layout, manifests = published_manifests(config, env_name, tag)
+    except ReleaseError as exc:
+        return [Check("cvmfs", "repository", env_name, UNREACHABLE, exc.message, 0.0)]
+    checks = []
+    for arch, manifest in manifests.items():
+        rel = layout.platform_dir(tag, arch)
+
+        def body(
+            arch: str = arch, manifest: dict[str, Any] | None = manifest, rel: str = rel
+        ) -> str:
+            if manifest is None:
+                raise CheckFailure(f"{layout.client_path(rel)} is not published")
+            if manifest.get("tag") != tag or manifest.get("platform") != arch:
+                raise CheckFailure(
+                    f"the manifest there is for {manifest.get('tag')} {manifest.get('platform')}"
+                )
+            problems = backend.verify_published(rel, manifest)
+            if problems:
+                raise CheckFailure(f"{len(problems)} problem(s): {'; '.join(problems[:3])}")
+            digests[arch] = manifest_digest(manifest)
+            return f"{len(manifest['files'])} files verified, manifest {digests[arch][:16]}"
+
+        checks.append(run_check("cvmfs", f"Linux-{arch} verifies", layout.client_path(rel), body))
+    return checks
+
+
+def _host_checks(config: ReleaseConfig, env_name: str, tag: str) -> list[Check]:
+    from release.deploy import run_playbook
+
+    env = config.environment(env_name)
+    started = time.monotonic()
+    result = run_playbook(config, env_name=env_name, version=tag, action="verify", echo=False)
+    seconds = round((time.monotonic() - started) / max(len(env.hosts), 1), 3)
+    checks = []
+    for host in result["hosts"]:
+        name = host["host"]
+        facts = host.get("facts") or {}
+        if host["result"] == "unreachable" or not facts:
+            why = host["reason"] or host["result"]
+            checks += [Check("hosts", check, name, UNREACHABLE, why, seconds)
+                       for check in (f"runs {tag}", "services up")]  # fmt: skip
+            continue
+        root = facts.get("root") or "/opt/dirac"
+        services = list(zip(facts.get("service_names") or [], facts.get("service_status") or [],
+                            facts.get("service_trees") or [], strict=False))  # fmt: skip
+        prefix = f"{root}/versions/{tag}/"
+        if services:
+            wrong = [
+                f"{svc} runs in {tree or 'nothing'}"
+                for svc, _, tree in services
+                if not str(tree).startswith(prefix)
+            ]
+            evidence = "; ".join(f"{svc} in {tree}" for svc, _, tree in services)
+        else:
+            wrong = [] if facts.get("pro") == tag else [f"pro is {facts.get('pro')}"]
+            evidence = f"no services; pro -> {facts.get('pro')}"
+        checks.append(Check("hosts", f"runs {tag}", name, FAILED if wrong else PASSED,
+                            "; ".join(wrong) + f" (pro -> {facts.get('pro')})" if wrong else evidence, seconds))  # fmt: skip
+        down = [
+            f"{svc}: {status or 'no status'}"
+            for svc, status, _ in services
+            if not str(status).startswith("run: ")
+        ]
+        checks.append(Check("hosts", "services up", name, FAILED if down else PASSED,
+                            "; ".join(down) if down else "; ".join(str(s) for _, s, _ in services) or "no services",
+                            seconds))  # fmt: skip
+    return checks
+
+
+def _targets(template: str, hosts: dict[str, str]) -> list[tuple[str, str]]:
+    """(host or '', url) for each DiracX to check."""
+    if "{address}" in template or "{host}" in template:
+        return [
+            (name, template.format(address=address or name, host=name))
+            for name, address in hosts.items()
+        ]
+    return [("", template)]
+
+
+def _legacy_key(config: ReleaseConfig, env_name: str) -> str | None:
+    settings = config.environment(env_name).certify
+    if settings.legacy_key_file:
+        path = config.resolve_path(settings.legacy_key_file)
+        try:
+            return path.read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise BadInput(
+                f"environment {env_name}: cannot read certify.legacy_key_file {path}: {exc.strerror}",
+                fix="point legacy_key_file at the legacy-exchange key, or set "
+                f"{settings.legacy_key_env} instead",
+            ) from None
+    return os.environ.get(settings.legacy_key_env) or None
+
+
+def certify_release(
+    config: ReleaseConfig, *, env_name: str, version: str, url: str | None = None
+) -> dict[str, Any]:
+    """Run every check, record the certification in the ledger, return the record."""
+    from release.certify.diracx import public_checks, token_checks
+    from release.certify.http import Client
+
+    env = config.environment(env_name)
+    product_name, _ = config.product(env.product)
+    tag = parse_version_arg(version).tag
+    settings = env.certify
+    key = _legacy_key(config, env_name)
+    started = time.monotonic()
+    digests: dict[str, str] = {}
+    checks = _cvmfs_checks(config, env_name, tag, digests)
+    if url is None:
+        checks += _host_checks(config, env_name, tag)
+    template = url or settings.url
+    if template is None:
+        checks.append(
+            skipped("diracx", "DiracX", env_name, "no DiracX URL: set certify.url or pass --url")
+        )
+    else:
+        for host, target in _targets(template, env.hosts):
+            issuer = (settings.issuer or target).format(
+                address=env.hosts.get(host) or host, host=host
+            )
+            client = Client(target)
+            checks += public_checks(client, settings, issuer.rstrip("/"))
+            if any(c.result == UNREACHABLE for c in checks if c.target == client.base):
+                checks += [
+                    skipped("diracx-token", "token checks", client.base, "DiracX unreachable")
+                ]
+                continue
+            checks += token_checks(client, settings, key)
+    counts = {
+        kind: sum(c.result == kind for c in checks)
+        for kind in (PASSED, FAILED, SKIPPED, UNREACHABLE)
+    }
+    record = {
+        "product": product_name,
+        "version": tag,
+        "environment": env_name,
+        "url": url,
+        "digests": digests,
+        "checks": [c.as_dict() for c in checks],
+        "counts": counts,
+        "passed": counts[FAILED] == 0
+        and counts[UNREACHABLE] == 0
+        and len(digests) == len(config.platforms),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    return config.ledger(product_name, tag).record("certify", record)
+
+
+def check_outcome(record: dict[str, Any]) -> None:
+    """Exit 3 when a target was unreachable, 1 when a check failed."""
+    failed = [c for c in record["checks"] if c["result"] == FAILED]
+    unreachable = [c for c in record["checks"] if c["result"] == UNREACHABLE]
+    where = f"{record['version']} on {record['environment']}"
+    if unreachable:
+        raise InfrastructureError(
+            f"certification of {where}: {len(unreachable)} check(s) could not reach their target "
+            f"({', '.join(sorted({c['target'] for c in unreachable}))})",
+            fix="see the table above; certify again once the targets answer",
+        )
+    if failed:
+        raise CheckFailed(
+            f"certification of {where} failed: "
+            + "; ".join(f"{c['name']} on {c['target']}" for c in failed[:5]),
+            fix="see the evidence above; fix the deployment and certify again",
+        )

@@ -1,0 +1,153 @@
+"""The promote stage: a certified release, and only a certified one, goes to production.
+
+The gate reads the ledger: the latest certification of exactly this version on the
+certification environment must have passed, and the bundles published now must be the ones it
+certified (manifest digests). Then, in order: `pro` moves in CVMFS (one verified transaction),
+the production hosts are upgraded (the rolling upgrade with rollback), production is certified.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from release.config import ReleaseConfig
+from release.errors import BadInput, CheckFailed
+from release.version import parse_version_arg
+
+
+def _gate(config: ReleaseConfig, product: str, tag: str, source_env: str) -> dict[str, Any]:
+    """The certification that allows this promotion, or BadInput saying what is missing."""
+    from release.certify import manifest_digest, published_manifests
+
+    ledger = config.ledger(product, tag)
+    records = [r for r in ledger.records("certify") if r.get("environment") == source_env]
+    certify_cmd = f"dirac-release certify --env {source_env} --version {tag}"
+    if not records:
+        raise BadInput(
+            f"{product} {tag} was never certified on {source_env}: there is no certification record "
+            f"in {ledger.path}",
+            fix=f"deploy it to {source_env} and run: {certify_cmd}",
+        )
+    latest = records[-1]
+    if not latest.get("passed"):
+        failed = [
+            f"{c['name']} on {c['target']}"
+            for c in latest["checks"]
+            if c["result"] in ("failed", "unreachable")
+        ]
+        raise BadInput(
+            f"the latest certification of {tag} on {source_env} ({latest['at']}) did not pass: "
+            + ("; ".join(failed[:5]) or "incomplete"),
+            fix=f"fix the deployment and certify again: {certify_cmd}",
+        )
+    _, _, manifests = published_manifests(config, source_env, tag)
+    now = {arch: manifest_digest(m) for arch, m in manifests.items() if m is not None}
+    certified = latest.get("digests") or {}
+    if now != certified:
+        changed = sorted(
+            arch for arch in set(now) | set(certified) if now.get(arch) != certified.get(arch)
+        )
+        raise BadInput(
+            f"the bundles of {tag} changed after their certification ({latest['at']}): "
+            + ", ".join(
+                f"Linux-{arch} certified {str(certified.get(arch, 'absent'))[:16]}, now {str(now.get(arch, 'absent'))[:16]}"
+                for arch in changed
+            ),
+            fix=f"find out who changed the repository; certify again what is there now: {certify_cmd}",
+        )
+    return latest
+
+
+def promote_release(
+    config: ReleaseConfig,
+    *,
+    version: str,
+    source_env: str = "certification",
+    target_env: str = "production",
+    install: bool = False,
+    plan: bool = False,
+    echo: bool = True,
+) -> dict[str, Any]:
+    """Check the gate, move pro, upgrade production, certify production; record each step."""
+    from cvmfs.promotion import move_link
+    from release.certify import certify_release, check_outcome, published_manifests
+    from release.deploy import check_outcome as deploy_outcome
+    from release.deploy import run_playbook
+
+    release_version = parse_version_arg(version)
+    tag = release_version.tag
+    env = config.environment(target_env)
+    product, _ = config.product(env.product)
+    config.environment(source_env)  # an unknown name is bad input before anything happens
+    if release_version.version.is_prerelease:
+        raise BadInput(
+            f"{tag} is a pre-release: pre-releases go to certification only, never to {target_env}",
+            fix="tag a final version (e.g. "
+            f"v{release_version.version.base_version}) and certify that one",
+        )
+    certification = _gate(config, product, tag, source_env)
+    backend, layout, manifests = published_manifests(config, target_env, tag)
+    missing = [arch for arch, manifest in manifests.items() if manifest is None]
+    if missing:
+        raise BadInput(
+            f"{tag} is not published for {', '.join(missing)} in {layout.repository}, the "
+            f"repository of {target_env}",
+            fix=f"publish it there first: dirac-release publish --version {tag}",
+        )
+    steps: list[dict[str, Any]] = []
+    result: dict[str, Any] = {
+        "product": product,
+        "version": tag,
+        "from": source_env,
+        "to": target_env,
+        "certification": {"at": certification["at"], "digests": certification["digests"]},
+        "plan": plan,
+        "steps": steps,
+    }
+    started = time.monotonic()
+    link = move_link(backend, layout, tag, {a: m for a, m in manifests.items() if m is not None},
+                     wait_s=config.repository(env.repository, config.product(env.product)[1])[1].wait,
+                     plan=plan)  # fmt: skip
+    steps.append({"step": "gate", "result": f"certified on {source_env} at {certification['at']}"})
+    steps.append(
+        {
+            "step": "pro link",
+            "result": f"{link['status']}: {link['link']} -> {tag} (was {link['from']})",
+            "actions": link["actions"],
+        }
+    )
+    playbook = "site.yml" if install else "upgrade.yml"
+    if plan:
+        steps.append(
+            {
+                "step": "deploy",
+                "result": f"would run {playbook} on {', '.join(env.hosts)} ({target_env})",
+            }
+        )
+        steps.append({"step": "certify", "result": f"would certify {tag} on {target_env}"})
+        result["passed"] = None
+        return result
+    ledger = config.ledger(product, tag)
+    try:
+        deployment = run_playbook(config, env_name=target_env, version=tag,
+                                  action="install" if install else "upgrade", echo=echo)  # fmt: skip
+        steps.append({"step": "deploy", "result": ", ".join(f"{h['host']} {h['result']}" for h in deployment["hosts"]),
+                      "hosts": deployment["hosts"]})  # fmt: skip
+        deploy_outcome(deployment)
+        record = certify_release(config, env_name=target_env, version=tag)
+        steps.append({"step": "certify", "result": f"{'passed' if record['passed'] else 'FAILED'}: "
+                      f"{record['counts']['passed']} passed, {record['counts']['failed']} failed",
+                      "record_at": record["at"]})  # fmt: skip
+        result["certify"] = record
+        result["passed"] = bool(record["passed"])
+        check_outcome(record)
+    except BaseException as exc:
+        result["passed"] = False
+        result["error"] = str(getattr(exc, "message", exc))
+        ledger.record("promote", {**result, "seconds": round(time.monotonic() - started, 1)})
+        raise
+    ledger.record("promote", {**result, "seconds": round(time.monotonic() - started, 1)})
+    if not result["passed"]:
+        raise CheckFailed(f"{tag} was promoted but {target_env} did not certify")
+    return result
