@@ -177,7 +177,9 @@ def token_checks(client: Client, settings: CertifySettings, key: str | None) -> 
         return f"ETag {tag}"
 
     def submit() -> str:
-        data = _expect(client.post("/api/jobs/jdl", [JDL], auth=True), 201, "submit", 200).json() or []
+        data = (
+            _expect(client.post("/api/jobs/jdl", [JDL], auth=True), 201, "submit", 200).json() or []
+        )
         if not data or "JobID" not in data[0]:
             raise CheckFailure(f"submit answered {str(data)[:200]}")
         job["id"] = int(data[0]["JobID"])

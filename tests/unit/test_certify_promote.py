@@ -77,7 +77,7 @@ def test_unreachable_diracx_is_exit_3_and_recorded(site: Path) -> None:
     with pytest.raises(InfrastructureError, match="could not reach"):
         check_outcome(record)
     assert config.ledger("vodemo", "v1.0.0").latest("certify") == record
-    tree = ET.parse(write_junit(record, site / "junit.xml")).getroot()
+    tree = ET.parse(write_junit(record, site / "junit.xml")).getroot()  # noqa: S314 (our own file)
     suite = tree.find("testsuite")
     assert suite is not None and suite.get("errors") == "1" and suite.get("failures") == "0"
     assert "FAILED" in markdown(record) and "UNREACHABLE" in markdown(record)
@@ -85,7 +85,9 @@ def test_unreachable_diracx_is_exit_3_and_recorded(site: Path) -> None:
 
 def test_damaged_publication_fails_the_cvmfs_check(site: Path) -> None:
     config = load_config(site / "release.toml", environ={})
-    target = site / "stratum" / "vodemo.egi.eu" / "vodemo" / "v1.0.0" / "Linux-aarch64" / "diracosrc"
+    target = (
+        site / "stratum" / "vodemo.egi.eu" / "vodemo" / "v1.0.0" / "Linux-aarch64" / "diracosrc"
+    )
     damaged = target.with_name("damaged")
     damaged.write_bytes(target.read_bytes() + b"#")
     os.replace(damaged, target)

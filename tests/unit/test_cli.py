@@ -113,7 +113,9 @@ def test_version_reads_a_real_repository(tmp_path: Path) -> None:
     refused = run("version", "--repo", str(tmp_path / "repo"), "--next", "--branch", "integration")
     assert refused.returncode == 2 and "rel-v1r0" in refused.stderr
     git.Repo(tmp_path / "repo").create_head("rel-v1r0")
-    nxt = run("version", "--repo", str(tmp_path / "repo"), "--next", "--branch", "rel-v1r0", "--json")
+    nxt = run(
+        "version", "--repo", str(tmp_path / "repo"), "--next", "--branch", "rel-v1r0", "--json"
+    )
     assert nxt.returncode == 0, nxt.stderr
     assert json.loads(nxt.stdout)["tag"] == "v1.0.1"
 
