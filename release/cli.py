@@ -273,6 +273,15 @@ def report_hosts(result: dict[str, Any], as_json: bool) -> None:
     )
 
 
+def _check_printed(check: Callable[[Any], None], result: Any, as_json: bool) -> None:
+    """Run an outcome check on a result already printed; its error must not print JSON again."""
+    try:
+        check(result)
+    except ReleaseError as error:
+        error.result_printed = as_json  # type: ignore[attr-defined]
+        raise
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Upgrade an environment's hosts to a published version (rolling, canary first)."""
     from release.deploy import check_outcome, run_playbook
@@ -281,7 +290,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     result = run_playbook(_load(args), env_name=args.env, version=args.version, action=action,
                           plan=args.plan, echo=not args.json)  # fmt: skip
     report_hosts(result, args.json)
-    check_outcome(result)
+    _check_printed(check_outcome, result, args.json)
     return 0
 
 
@@ -294,7 +303,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         plan=args.plan, echo=not args.json,
     )  # fmt: skip
     report_hosts(result, args.json)
-    check_outcome(result)
+    _check_printed(check_outcome, result, args.json)
     return 0
 
 
@@ -314,7 +323,7 @@ def cmd_certify(args: argparse.Namespace) -> int:
         verdict = "passed" if record["passed"] else "FAILED"
         table(f"certify {record['version']} on {record['environment']}: {verdict} ({record['seconds']} s)",
               COLUMNS, rows(record))  # fmt: skip
-    check_outcome(record)
+    _check_printed(check_outcome, record, args.json)
     return 0
 
 
@@ -600,7 +609,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report_error(error: ReleaseError, as_json: bool) -> None:
-    if as_json:
+    # A command that already printed its result as JSON (with the per-host or per-check
+    # outcome) keeps stdout one JSON document: the error then goes to stderr only.
+    if as_json and not getattr(error, "result_printed", False):
         from release.output import print_json
 
         print_json(error.as_dict())
