@@ -232,7 +232,14 @@ def _lab_stages(
                         "--junit", str(workdir / "certification.junit.xml")],
             "promote": ["promote", "--version", DEMO_TAG, "--install"],
         }  # fmt: skip
+        doing = {
+            "deploy": f"deploying {DEMO_TAG} to {', '.join(CERTIFICATION_HOSTS)} (Ansible, DiracX under runit)",
+            "certify": f"certifying {DEMO_TAG} on {', '.join(CERTIFICATION_HOSTS)}",
+            "promote": f"promoting {DEMO_TAG}: pro link, {', '.join(PRODUCTION_HOSTS)}, certification",
+        }
         for stage in LAB_STAGES:
+            if not as_json:
+                print(f"{stage}: {doing[stage]} ...", file=sys.stderr, flush=True)
             started = time.monotonic()
             argv = [*net.exec_prefix(), sys.executable, "-m", "release", "--config", str(config_path),
                     "--json", *commands[stage]]  # fmt: skip

@@ -113,7 +113,7 @@ def promote_release(
     steps.append(
         {
             "step": "pro link",
-            "result": f"{link['status']}: {link['link']} -> {tag} (was {link['from']})",
+            "result": f"{link['status']}: {link['link']} -> {tag} (was {link['from'] or 'absent'})",
             "actions": link["actions"],
         }
     )

@@ -104,20 +104,31 @@ def test_deploy_upgrade_failure_and_rollback(site: tuple[Path, LabNetwork]) -> N
     first = cli(site, "deploy", "--env", "certification", "--version", "v1.0.0", "--install")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     result = json.loads(first.stdout)
-    assert [(h["host"], h["result"]) for h in result["hosts"]] == [
-        ("cctbdirac01", "ok"),
-        ("cctbdirac02", "ok"),
+    assert [(h["host"], h["previous"], h["running"], h["result"]) for h in result["hosts"]] == [
+        ("cctbdirac01", None, "v1.0.0", "installed"),
+        ("cctbdirac02", None, "v1.0.0", "installed"),
     ]
     assert running(net, "cctbdirac01") == "v1.0.0" and running(net, "cctbdirac02") == "v1.0.0"
 
     upgraded = cli(site, "deploy", "--env", "certification", "--version", "v1.0.1")
     assert upgraded.returncode == 0, upgraded.stderr[-3000:]
     assert running(net, "cctbdirac01") == "v1.0.1" and running(net, "cctbdirac02") == "v1.0.1"
+    assert {
+        (h["previous"], h["running"], h["result"]) for h in json.loads(upgraded.stdout)["hosts"]
+    } == {("v1.0.0", "v1.0.1", "upgraded")}
 
     broken = cli(site, "deploy", "--env", "certification", "--version", "v1.0.2")
     assert broken.returncode == 1, broken.stderr[-3000:]
     assert "failed on cctbdirac02" in broken.stderr and "rolled back" in broken.stderr
     assert running(net, "cctbdirac02") == "v1.0.1"  # rolled back, running the previous version
+    # stdout stays one JSON document with every host's state, also when the run failed
+    assert [
+        (h["host"], h["previous"], h["running"], h["result"])
+        for h in json.loads(broken.stdout)["hosts"]
+    ] == [
+        ("cctbdirac01", "v1.0.1", "v1.0.2", "upgraded"),
+        ("cctbdirac02", "v1.0.1", "v1.0.1", "failed, rolled back"),
+    ]
 
     never = cli(site, "deploy", "--env", "certification", "--version", "v9.9.9")
     assert never.returncode == 2 and "never published" in never.stderr
