@@ -267,6 +267,11 @@ def _lab_stages(
                 )
             if stage == until:
                 break
+    # The hosts' overlay layers (installed versions, DiracX state: hundreds of MB) go with them.
+    from release.lab import mounts_under
+
+    if not mounts_under(workdir / "lab"):
+        shutil.rmtree(workdir / "lab", ignore_errors=True)
     return results
 
 
