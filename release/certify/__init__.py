@@ -101,9 +101,11 @@ def _host_checks(config: ReleaseConfig, env_name: str, tag: str) -> list[Check]:
     for host in result["hosts"]:
         name = host["host"]
         facts = host.get("facts") or {}
-        if host["result"] == "unreachable" or not facts:
-            why = host["reason"] or host["result"]
-            checks += [Check("hosts", check, name, UNREACHABLE, why, seconds)
+        if host["result"] == "unreachable" or "service_names" not in facts:
+            # Unreachable, or verify.yml failed on the host before it could report.
+            kind = UNREACHABLE if host["result"] == "unreachable" else FAILED
+            why = host["reason"] or f"verify.yml reported nothing ({host['result']})"
+            checks += [Check("hosts", check, name, kind, why, seconds)
                        for check in (f"runs {tag}", "services up")]  # fmt: skip
             continue
         root = facts.get("root") or "/opt/dirac"
