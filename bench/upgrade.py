@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -58,14 +59,33 @@ batch = 5
 """
 
 
-def cli(prefix: list[str], config: Path, *args: str) -> float:
+CPU_LOG: dict[int, list[tuple[float, float]]] = {}
+
+
+def machine_cpu_s() -> float:
+    """CPU seconds this machine has spent busy so far (all processes: controller and hosts)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    busy = sum(fields) - fields[3] - fields[4]  # minus idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cli(prefix: list[str], config: Path, *args: str, size: int = 0) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIRAC_RELEASE_")}
+    machine, controller = machine_cpu_s(), children_cpu_s()
     start = time.perf_counter()
     proc = subprocess.run(
         [*prefix, sys.executable, "-m", "release", "--config", str(config), *args],
         capture_output=True, text=True, env=env, timeout=900, check=False,
     )  # fmt: skip
     elapsed = time.perf_counter() - start
+    if size:
+        used = machine_cpu_s() - machine
+        CPU_LOG.setdefault(size, []).append((used, children_cpu_s() - controller))
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return elapsed
@@ -126,6 +146,16 @@ def main() -> int:
             ("yes" if ratio <= TARGET else "NO") if is_target else "-",
         ))  # fmt: skip
     print_table("Rolling upgrade (canary, then batches of 5), medians of 3 upgrades", rows)
+    # Every lab host runs on this machine: the hosts' work (sshd, the modules' Python, the
+    # services) competes with the controller for the same CPUs, which real hosts would not.
+    cpus = os.cpu_count() or 1
+    print(f"\nCPU during the upgrades ({cpus} CPUs here, shared by the controller and every host):")
+    print("  hosts  machine CPU s  controller CPU s  machine busy")
+    for size in sizes:
+        machine = statistics.median(m for m, _ in CPU_LOG[size])
+        controller = statistics.median(c for _, c in CPU_LOG[size])
+        busy = machine / (statistics.median(results[size]) * cpus)
+        print(f"  {size:<5}  {machine:13.1f}  {controller:16.1f}  {busy:11.0%}")
     return 0
 
 

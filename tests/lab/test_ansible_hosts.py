@@ -194,7 +194,7 @@ def test_upgrade_rolls_to_the_new_version(lab: LabNetwork, lab_inventory: Path) 
 
 def test_failed_upgrade_rolls_the_host_back(lab: LabNetwork, lab_inventory: Path) -> None:
     run = playbook(lab, lab_inventory, "upgrade.yml", "-e", "dirac_version=v1.0.2",
-                   "-e", "dirac_server_up_retries=8")  # fmt: skip
+                   "-e", "dirac_server_up_timeout=8")  # fmt: skip
     assert run.proc.returncode != 0, str(run)
     assert run.recap["cctbdirac01"]["failed"] == 0, str(run)
     assert run.recap["cctbdirac02"]["failed"] == 1, str(run)
