@@ -115,7 +115,7 @@ def measure(root: Path, rootfs: Path, size: int) -> list[float]:
         prefix = net.exec_prefix()
         cli(prefix, config, "deploy", "--env", "bench", "--version", VERSIONS[0], "--install")
         return [
-            cli(prefix, config, "deploy", "--env", "bench", "--version", tag)
+            cli(prefix, config, "deploy", "--env", "bench", "--version", tag, size=size)
             for tag in VERSIONS[1:]
         ]
 
