@@ -882,7 +882,7 @@ exec chroot "$M" {init}
 #: keep running after the session and leave no zombies. The host stops when sshd does.
 LAB_INIT = """\
 #!/bin/sh
-# pid 1 of a dirac-release lab host (written by tests/lab/labhosts.py at every start)
+# pid 1 of a dirac-release lab host (written by release/lab.py at every start)
 ssh-keygen -A >/dev/null
 /usr/sbin/sshd -D -e &
 wait
