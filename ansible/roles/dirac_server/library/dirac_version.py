@@ -25,13 +25,12 @@ description:
     records the version it replaces in C(<root>/previous).
   - C(prune) keeps the newest C(keep) versions (by install time), never pro nor previous.
   - C(info) reports pro, previous, installed versions, free space and the machine.
-  - C(runsvdir) starts one C(runsvdir -P <root>/startup) when none runs.
 options:
   action:
     description: What to do.
     type: str
     required: true
-    choices: [install, verify, activate, prune, info, runsvdir]
+    choices: [install, verify, activate, prune, info]
   root:
     description: The DIRAC root folder.
     type: path
@@ -141,27 +140,13 @@ def _installed(root):
     return sorted(found, key=lambda n: os.stat(os.path.join(versions, n)).st_mtime, reverse=True)
 
 
-def _runsvdir_running(startup):
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                argv = handle.read().split(b"\0")
-        except OSError:
-            continue
-        if argv and os.path.basename(argv[0]) == b"runsvdir" and startup.encode() in argv:
-            return int(pid)
-    return None
-
-
 def main():
     module = AnsibleModule(
         argument_spec={
             "action": {
                 "type": "str",
                 "required": True,
-                "choices": ["install", "verify", "activate", "prune", "info", "runsvdir"],
+                "choices": ["install", "verify", "activate", "prune", "info"],
             },
             "root": {"type": "path", "default": "/opt/dirac"},
             "version": {"type": "str"},
@@ -295,29 +280,6 @@ def main():
         module.exit_json(
             changed=bool(remove), removed=remove, kept=[v for v in installed if v not in remove]
         )
-
-    if action == "runsvdir":
-        startup = os.path.join(root, "startup")
-        pid = _runsvdir_running(startup)
-        if pid:
-            module.exit_json(changed=False, pid=pid)
-        if module.check_mode:
-            module.exit_json(changed=True)
-        os.makedirs(startup, exist_ok=True)
-        with open(os.devnull, "r+b") as null:
-            proc = subprocess.Popen(
-                ["runsvdir", "-P", startup, "log: " + "." * 200],
-                stdin=null,
-                stdout=null,
-                stderr=null,
-                cwd="/",
-                start_new_session=True,
-                close_fds=True,
-            )
-        time.sleep(0.2)
-        if proc.poll() is not None:
-            module.fail_json(msg=f"runsvdir -P {startup} exited at once ({proc.returncode})")
-        module.exit_json(changed=True, pid=proc.pid)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,327 @@
+#!/usr/bin/python3
+"""Supervise DIRAC's runit services and report what they run (runs on the host).
+
+One module call does what would otherwise be a task per service and step (write, link,
+restart, wait, health): in a rolling batch every task costs the controller a worker process
+and an SSH round trip per host, so fewer, bigger tasks are what make batches cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: dirac_services
+short_description: Supervise DIRAC runit services under /opt/dirac and report what they run
+description:
+  - C(supervise) writes each service's C(<root>/runit/<name>/run) (atomically, only when its
+    content differs), links it into C(<root>/startup), starts one C(runsvdir) when none runs,
+    restarts the services whose run script changed (all of them with C(restart)), then waits,
+    bounded, until runit shows each running for C(min_uptime) seconds and each C(health_url)
+    answers 200. Check mode reports what would change, with diffs, and waits for nothing.
+  - C(status) asks runit for each service's state and the running process for its working
+    folder (not the pro link); with C(version), fails unless every service runs inside
+    C(<root>/versions/<version>/).
+options:
+  action:
+    description: What to do.
+    type: str
+    required: true
+    choices: [supervise, status]
+  root:
+    description: The DIRAC root folder.
+    type: path
+    default: /opt/dirac
+  services:
+    description: The services, each C(name) (System/Component), C(run) (the run script, for
+      supervise) and optionally C(health_url).
+    type: list
+    elements: dict
+    required: true
+  restart:
+    description: Restart every service, not only those whose run script changed (the version,
+      the installed tree or a secret changed).
+    type: bool
+    default: false
+  min_uptime:
+    description: Seconds a service must have been running to count as up.
+    type: int
+    default: 2
+  up_timeout:
+    description: Bound, in seconds, of the wait until the services are up.
+    type: int
+    default: 20
+  health_timeout:
+    description: Bound, in seconds, of the wait until each health URL answers 200.
+    type: int
+    default: 90
+  version:
+    description: With C(status), the version every service must run.
+    type: str
+"""
+
+SV_TRIES = 10  # runsvdir looks for new services every 5 s: until then sv cannot reach them.
+POLL_S = 0.5
+UP = re.compile(r"^run: .*\(pid (\d+)\) (\d+)s")
+
+
+def _startup_name(name):
+    return name.replace("/", "_")
+
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def _write_atomic(path, content, mode):
+    tmp = f"{path}.new"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(content)
+    os.chmod(tmp, mode)
+    os.rename(tmp, path)
+
+
+def _ensure_link(src, dest):
+    """Point dest at src (new link, then rename); True when it changed."""
+    try:
+        if os.readlink(dest) == src:
+            return False
+    except OSError:
+        pass
+    tmp = f"{dest}.new"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(src, tmp)
+    os.rename(tmp, dest)
+    return True
+
+
+def _sv(*args):
+    try:
+        proc = subprocess.run(["sv", *args], capture_output=True, text=True, check=False)
+    except OSError as exc:  # runit is not installed
+        return 127, f"sv: {exc.strerror}"
+    return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+
+def _uptime(status):
+    """Seconds runit reports the service running, or None when it is not running."""
+    match = UP.match(status)
+    return int(match.group(2)) if match else None
+
+
+def _is_up(status, min_uptime):
+    uptime = _uptime(status)
+    return uptime is not None and uptime >= min_uptime
+
+
+def _pid(status):
+    match = UP.match(status)
+    return int(match.group(1)) if match else None
+
+
+def _runsvdir_running(startup):
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == b"runsvdir" and startup.encode() in argv:
+            return int(pid)
+    return None
+
+
+def _start_runsvdir(module, startup):
+    with open(os.devnull, "r+b") as null:
+        proc = subprocess.Popen(
+            ["runsvdir", "-P", startup, "log: " + "." * 200],
+            stdin=null,
+            stdout=null,
+            stderr=null,
+            cwd="/",
+            start_new_session=True,
+            close_fds=True,
+        )
+    time.sleep(0.2)
+    if proc.poll() is not None:
+        module.fail_json(msg=f"runsvdir -P {startup} exited at once ({proc.returncode})")
+    return proc.pid
+
+
+def _restart(module, service_dir):
+    for attempt in range(SV_TRIES):
+        rc, out = _sv("restart", service_dir)
+        if rc == 0:
+            return
+        if attempt + 1 < SV_TRIES:
+            time.sleep(1)
+    module.fail_json(msg=f"sv restart {service_dir} failed {SV_TRIES} times: {out}")
+
+
+def _wait_up(module, dirs, min_uptime, timeout):
+    """Poll runit until every service has run min_uptime seconds; fail naming those that did not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = {name: _sv("status", path)[1] for name, path in dirs.items()}
+        down = {n: s for n, s in status.items() if not _is_up(s, min_uptime)}
+        if not down:
+            return status
+        if time.monotonic() >= deadline:
+            module.fail_json(
+                msg="; ".join(
+                    f"{name} is not running steadily after {timeout} s: {text}"
+                    for name, text in down.items()
+                ),
+                status=status,
+            )
+        time.sleep(POLL_S)
+
+
+def _wait_healthy(module, urls, timeout):
+    """GET each health URL until it answers 200 (a new service answers 503 or refuses at first)."""
+    deadline = time.monotonic() + timeout
+    answers = {}
+    for name, url in urls.items():
+        while True:
+            try:
+                # The scheme was checked to be http(s) before anything changed.
+                with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+                    answers[name] = (
+                        f"{response.status} {response.read(200).decode(errors='replace')}"
+                    )
+                    if response.status == 200:
+                        break
+            except urllib.error.HTTPError as exc:
+                answers[name] = f"{exc.code} {exc.reason}"
+            except (OSError, ValueError) as exc:
+                answers[name] = str(getattr(exc, "reason", exc))
+            if time.monotonic() >= deadline:
+                module.fail_json(
+                    msg=f"{name}: {url} did not answer 200 within {timeout} s (last: {answers[name]})",
+                    health=answers,
+                )
+            time.sleep(1)
+    return answers
+
+
+def supervise(module):
+    p = module.params
+    root, services = p["root"], p["services"]
+    startup = os.path.join(root, "startup")
+    changed, diffs, written, linked = False, [], [], []
+    dirs = {}
+    for service in services:
+        url = service.get("health_url")
+        if url and not str(url).startswith(("http://", "https://")):
+            module.fail_json(msg=f"service {service['name']}: health_url {url!r} is not http(s)")
+    for service in services:
+        name, run = service["name"], service.get("run")
+        if run is None:
+            module.fail_json(msg=f"service {name}: action=supervise needs its run script")
+        folder = os.path.join(root, "runit", name)
+        script = os.path.join(folder, "run")
+        dirs[name] = os.path.join(startup, _startup_name(name))
+        before = _read(script)
+        if before != run:
+            written.append(name)
+            diffs.append({"before_header": script, "after_header": script,
+                          "before": before or "", "after": run})  # fmt: skip
+            if not module.check_mode:
+                os.makedirs(folder, mode=0o755, exist_ok=True)
+                _write_atomic(script, run, 0o755)
+        if not module.check_mode:
+            os.makedirs(startup, mode=0o755, exist_ok=True)
+            if _ensure_link(folder, dirs[name]):
+                linked.append(name)
+        elif os.path.realpath(dirs[name]) != os.path.realpath(folder):
+            linked.append(name)
+    changed = bool(written or linked)
+    runsvdir = _runsvdir_running(startup)
+    if runsvdir is None:
+        changed = True
+        if not module.check_mode:
+            runsvdir = _start_runsvdir(module, startup)
+    restart = [s["name"] for s in services if p["restart"] or s["name"] in written]
+    changed = changed or bool(restart)
+    if module.check_mode:
+        module.exit_json(changed=changed, written=written, linked=linked, restarted=restart,
+                         diff=diffs)  # fmt: skip
+    for name in restart:
+        _restart(module, dirs[name])
+    status = _wait_up(module, dirs, p["min_uptime"], p["up_timeout"]) if dirs else {}
+    urls = {s["name"]: s["health_url"] for s in services if s.get("health_url")}
+    health = _wait_healthy(module, urls, p["health_timeout"]) if urls else {}
+    module.exit_json(changed=changed, written=written, linked=linked, restarted=restart,
+                     runsvdir=runsvdir, status=status, health=health, diff=diffs)  # fmt: skip
+
+
+def status(module):
+    p = module.params
+    root, version = p["root"], p["version"]
+    report = []
+    for service in p["services"]:
+        name = service["name"]
+        _, text = _sv("status", os.path.join(root, "startup", _startup_name(name)))
+        pid = _pid(text)
+        try:
+            tree = os.readlink(f"/proc/{pid}/cwd") if pid else ""
+        except OSError:
+            tree = ""
+        report.append({"name": name, "status": text, "pid": pid, "tree": tree})
+    result = {
+        "changed": False,
+        "services": report,
+        "names": [s["name"] for s in report],
+        "status": [s["status"] for s in report],
+        "trees": [s["tree"] for s in report],
+    }
+    if version:
+        prefix = os.path.join(root, "versions", version) + "/"
+        wrong = [s for s in report if not s["tree"].startswith(prefix)]
+        if wrong:
+            module.fail_json(
+                msg="; ".join(
+                    f"{s['name']} does not run {version}: its process runs in "
+                    f"'{s['tree']}' ({s['status']})"
+                    for s in wrong
+                ),
+                **result,
+            )
+    module.exit_json(**result)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "action": {"type": "str", "required": True, "choices": ["supervise", "status"]},
+            "root": {"type": "path", "default": "/opt/dirac"},
+            "services": {"type": "list", "elements": "dict", "required": True},
+            "restart": {"type": "bool", "default": False},
+            "min_uptime": {"type": "int", "default": 2},
+            "up_timeout": {"type": "int", "default": 20},
+            "health_timeout": {"type": "int", "default": 90},
+            "version": {"type": "str"},
+        },
+        supports_check_mode=True,
+    )
+    if module.params["action"] == "supervise":
+        supervise(module)
+    status(module)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The dirac_services Ansible module, run as Ansible runs it (a JSON arguments file).
+
+Check mode writes nothing and reports the run-script diff; `status` reads the working folder
+of a real running process. The full cycle (runit, restarts, waits) runs on the lab hosts in
+tests/lab/test_ansible_hosts.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+MODULE = (
+    Path(__file__).resolve().parents[2] / "ansible/roles/dirac_server/library/dirac_services.py"
+)
+
+
+def run_module(tmp_path: Path, args: dict[str, Any], *, check: bool = False) -> dict[str, Any]:
+    args_file = tmp_path / "args.json"
+    args_file.write_text(
+        json.dumps({"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check}})
+    )
+    proc = subprocess.run([sys.executable, str(MODULE), str(args_file)], capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def test_check_mode_reports_the_diff_and_writes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "dirac"
+    script = root / "runit/Framework/Web/run"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\nexec old\n")
+    services = [{"name": "Framework/Web", "run": "#!/bin/sh\nexec new\n"},
+                {"name": "DiracX/diracx", "run": "#!/bin/sh\nexec diracx\n"}]  # fmt: skip
+    result = run_module(tmp_path, {"action": "supervise", "root": str(root), "services": services},
+                        check=True)  # fmt: skip
+    assert result["changed"] is True, result
+    assert result["written"] == ["Framework/Web", "DiracX/diracx"]
+    assert result["restarted"] == ["Framework/Web", "DiracX/diracx"]
+    diffs = {d["after_header"]: d for d in result["diff"]}
+    assert diffs[str(script)]["before"] == "#!/bin/sh\nexec old\n"
+    assert diffs[str(script)]["after"] == "#!/bin/sh\nexec new\n"
+    assert script.read_text() == "#!/bin/sh\nexec old\n"  # nothing written
+    assert not (root / "runit/DiracX").exists() and not (root / "startup").exists()
+
+
+def test_check_mode_restarts_all_when_the_version_changed(tmp_path: Path) -> None:
+    root = tmp_path / "dirac"
+    run = "#!/bin/sh\nexec same\n"
+    (root / "runit/Framework/Web").mkdir(parents=True)
+    (root / "runit/Framework/Web/run").write_text(run)
+    (root / "startup").mkdir()
+    (root / "startup/Framework_Web").symlink_to(root / "runit/Framework/Web")
+    services = [{"name": "Framework/Web", "run": run}]
+    same = run_module(tmp_path, {"action": "supervise", "root": str(root), "services": services},
+                      check=True)  # fmt: skip
+    assert same["written"] == [] and same["linked"] == [] and same["restarted"] == []
+    # No runsvdir supervises this folder, so one would be started: still a change.
+    assert same["changed"] is True
+    forced = run_module(tmp_path, {"action": "supervise", "root": str(root), "services": services,
+                                   "restart": True}, check=True)  # fmt: skip
+    assert forced["restarted"] == ["Framework/Web"] and forced["diff"] == []
+
+
+def test_supervise_needs_the_run_scripts(tmp_path: Path) -> None:
+    result = run_module(tmp_path, {"action": "supervise", "root": str(tmp_path),
+                                   "services": [{"name": "Framework/Web"}]}, check=True)  # fmt: skip
+    assert result["failed"] is True
+    assert "Framework/Web: action=supervise needs its run script" in result["msg"]
+
+
+def test_status_fails_for_a_service_that_does_not_run_the_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without runit (no sv in PATH) the service has no status and no process.
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    result = run_module(tmp_path, {"action": "status", "root": str(tmp_path), "version": "v1.0.1",
+                                   "services": [{"name": "Framework/Web"}]})  # fmt: skip
+    assert result["failed"] is True
+    assert result["names"] == ["Framework/Web"] and result["trees"] == [""]
+    assert "Framework/Web does not run v1.0.1: its process runs in ''" in result["msg"]
+
+
+def test_status_reads_the_working_folder_of_the_running_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree = tmp_path / "versions/v1.0.1/Linux-x86_64"
+    tree.mkdir(parents=True)
+    sleeper = subprocess.Popen(["sleep", "30"], cwd=tree)
+    try:
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        # sv's own output format for a running service ("run: <dir>: (pid N) Ss"), from a
+        # program in PATH; the working folder is then read from the real process.
+        sv = bin_dir / "sv"
+        sv.write_text(f'#!/bin/sh\necho "run: $2: (pid {sleeper.pid}) 7s"\n')
+        sv.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ.get('PATH', '')}")
+        ok = run_module(tmp_path, {"action": "status", "root": str(tmp_path), "version": "v1.0.1",
+                                   "services": [{"name": "Framework/Web"}]})  # fmt: skip
+        wrong = run_module(tmp_path, {"action": "status", "root": str(tmp_path),
+                                      "version": "v1.0.2", "services": [{"name": "Framework/Web"}]})  # fmt: skip
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert ok.get("failed") is not True, ok
+    assert ok["trees"] == [str(tree)] and ok["services"][0]["pid"] == sleeper.pid
+    assert wrong["failed"] is True and f"its process runs in '{tree}'" in wrong["msg"]
