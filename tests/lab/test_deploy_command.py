@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from release.config import load_config
-from release.lab import LabNetwork, lab_hosts
+from release.lab import LabHost, LabNetwork, lab_hosts
 from release.publish import init_repository, publish_release
 from tests.publishing import make_bundle, service_files
 
@@ -97,6 +97,26 @@ def running(net: LabNetwork, name: str) -> str:
     )
 
 
+def accepted_logins(host: LabHost) -> int:
+    """SSH logins the host's sshd accepted so far (sshd -e logs to the console)."""
+    return host.console_log.read_text(errors="replace").count("Accepted publickey")
+
+
+def ssh_masters() -> list[str]:
+    """Command lines of SSH processes that use a deploy run's connection-sharing sockets."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"ssh") and any(b"dirac-release-report-" in arg for arg in argv):
+            found.append(b" ".join(argv).decode(errors="replace"))
+    return found
+
+
 def test_deploy_upgrade_failure_and_rollback(site: tuple[Path, LabNetwork]) -> None:
     root, net = site
     refused = cli(site, "deploy", "--env", "certification", "--version", "v1.0.0")
@@ -110,8 +130,16 @@ def test_deploy_upgrade_failure_and_rollback(site: tuple[Path, LabNetwork]) -> N
     ]
     assert running(net, "cctbdirac01") == "v1.0.0" and running(net, "cctbdirac02") == "v1.0.0"
 
+    logins = {host.name: accepted_logins(host) for host in net}
     upgraded = cli(site, "deploy", "--env", "certification", "--version", "v1.0.1")
     assert upgraded.returncode == 0, upgraded.stderr[-3000:]
+    # One SSH connection per host carried the whole upgrade (7 tasks on each host), and it
+    # was closed with the run.
+    assert {host.name: accepted_logins(host) - logins[host.name] for host in net} == {
+        "cctbdirac01": 1,
+        "cctbdirac02": 1,
+    }
+    assert ssh_masters() == []
     assert running(net, "cctbdirac01") == "v1.0.1" and running(net, "cctbdirac02") == "v1.0.1"
     assert {
         (h["previous"], h["running"], h["result"]) for h in json.loads(upgraded.stdout)["hosts"]
