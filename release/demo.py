@@ -233,7 +233,7 @@ def _lab_stages(
             "promote": ["promote", "--version", DEMO_TAG, "--install"],
         }  # fmt: skip
         doing = {
-            "deploy": f"deploying {DEMO_TAG} to {', '.join(CERTIFICATION_HOSTS)} (Ansible, DiracX under runit)",
+            "deploy": f"deploying {DEMO_TAG} to {', '.join(CERTIFICATION_HOSTS)} (Ansible; DiracX and its task workers under runit)",
             "certify": f"certifying {DEMO_TAG} on {', '.join(CERTIFICATION_HOSTS)}",
             "promote": f"promoting {DEMO_TAG}: pro link, {', '.join(PRODUCTION_HOSTS)}, certification",
         }

@@ -53,7 +53,7 @@ from typing import IO
 
 SUITE = "bookworm"
 ARCH = "amd64"
-PACKAGES = ("openssh-server", "python3", "rsync", "runit", "git")
+PACKAGES = ("openssh-server", "python3", "rsync", "runit", "git", "redis-server")
 # The name changes with PACKAGES so that a rootfs cached before a change is never reused.
 ROOTFS_NAME = f"{SUITE}-{ARCH}-labhost-{len(PACKAGES)}"
 #: Every netns and overlay mount of a run is named `drlab-<pid>-<n>-...`.
@@ -368,6 +368,7 @@ def rootfs_complete(rootfs: Path) -> bool:
         "usr/bin/rsync",
         "usr/bin/runsvdir",
         "usr/bin/git",
+        "usr/bin/redis-server",
     )
     return all((rootfs / rel).is_file() for rel in needed)
 
@@ -407,7 +408,7 @@ def prepare_rootfs(cache_dir: Path) -> Path:
             _finish_rootfs(work)
             if not rootfs_complete(work):
                 raise LabError(
-                    "debootstrap finished but the rootfs lacks sshd/python3/rsync/runit/git"
+                    "debootstrap finished but the rootfs lacks sshd/python3/rsync/runit/git/redis-server"
                 )
             work.rename(dest)
         finally:

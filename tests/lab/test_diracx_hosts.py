@@ -255,9 +255,11 @@ def test_certify_passes_on_the_deployment(site: Site) -> None:
                      "openapi title", "config refuses anonymous", "token (legacy exchange)", "userinfo",
                      "config ETag", "job submit", "job search", "job summary"):  # fmt: skip
             assert checks[(name, url)]["result"] == "passed", checks[(name, url)]
-        assert checks[("job reaches a final state", url)]["result"] == "skipped"
+        # The hosts run DiracX's task workers: the dummy executor walks the job to Done.
+        final = checks[("job reaches a final state", url)]
+        assert final["result"] == "passed" and " Done after " in str(final["evidence"]), final
         assert checks[("runs v1.0.1", host.name)]["result"] == "passed"
-        assert "userinfo" and "demo" in str(checks[("userinfo", url)]["evidence"])
+        assert "demo" in str(checks[("userinfo", url)]["evidence"])
     assert (
         checks[("Linux-x86_64 verifies", f"/cvmfs/{REPO}/vodemo/v1.0.1/Linux-x86_64")]["result"]
         == "passed"

@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -152,3 +152,102 @@ def test_bundle_serves_diracx_with_state_outside(demo_build: BuildReport, tmp_pa
         assert status == 200 and "vodemo" in json.loads(body)["virtual_organizations"]
     assert state_snapshot(state) == first  # keys and databases reused
     assert "reusing the state in" in log.read_text()
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The direct children of pid with their command lines."""
+    found = {}
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        with suppress(OSError):
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            found[int(child)] = b" ".join(a for a in argv if a).decode(errors="replace")
+    return found
+
+
+def _wait_for(what: str, predicate: Callable[[], bool], timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            pytest.fail(f"{what} not seen within {timeout} s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+
+
+def _job_status(url: str, token: str, job_id: int) -> str:
+    body = {"parameters": ["JobID", "Status"],
+            "search": [{"parameter": "JobID", "operator": "eq", "value": job_id}]}  # fmt: skip
+    request = urllib.request.Request(  # noqa: S310 (http://127.0.0.1 only)
+        f"{url}/api/jobs/search", data=json.dumps(body).encode(), method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    with _OPENER.open(request, timeout=10) as response:
+        rows = json.loads(response.read())
+    return str(rows[0]["Status"]) if rows else "?"
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None,
+                    reason="redis-server is not installed (apt-get install redis-server; CI installs it)")  # fmt: skip
+def test_task_workers_finish_jobs_and_stop_together(
+    demo_build: BuildReport, tmp_path: Path
+) -> None:
+    tree = tmp_path / "v1.0.0" / "Linux-x86_64"
+    shutil.copytree(demo_build.bundles[0].tree, tree, symlinks=True)
+    state = tmp_path / "state"
+    log = tmp_path / "vodemo-diracx.log"
+    tasks_log = tmp_path / "vodemo-diracx-tasks.log"
+    (redis_port,) = free_ports(1)
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin:/usr/sbin",
+        "HOME": str(tmp_path),
+        "LANG": "C.UTF-8",
+        "DIRACX_TASKS_DUMMY_JOB_EXECUTOR_ENABLED": "true",
+        "DIRACX_TASKS_DUMMY_JOB_EXECUTOR_INTERVAL_SECONDS": "1",
+    }
+    # Started together on a fresh state, as runit starts the two services: the preparation
+    # is serialized (a shared config repository, databases), neither fails.
+    with tasks_log.open("ab") as out:
+        tasks = subprocess.Popen(
+            [str(tree / "bin" / "vodemo-diracx-tasks"), "--state", str(state),
+             "--redis-port", str(redis_port)],
+            cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        with diracx_server(tree, state, log) as url:
+            _wait_for("task system up", lambda: "task system up" in tasks_log.read_text(),
+                      HEALTH_TIMEOUT, tasks_log)  # fmt: skip
+            assert tasks.poll() is None, tasks_log.read_text()[-3000:]
+            key = (state / "secrets" / "legacy-exchange.key").read_text().strip()
+            query = urllib.parse.urlencode(
+                {"preferred_username": "demo", "scope": "vo:vodemo group:vodemo_user"}
+            )
+            status, body = get(f"{url}/api/auth/legacy-exchange?{query}", f"diracx:legacy:{key}")
+            assert status == 200, body[:300]
+            token = json.loads(body)["access_token"]
+            request = urllib.request.Request(  # noqa: S310 (http://127.0.0.1 only)
+                f"{url}/api/jobs/jdl", method="POST",
+                data=json.dumps(['[Executable = "echo"; Arguments = "hello";]']).encode(),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )  # fmt: skip
+            with _OPENER.open(request, timeout=10) as response:
+                job_id = json.loads(response.read())[0]["JobID"]
+            # The real scheduler and workers (through Redis) walk the job to Done.
+            _wait_for(f"job {job_id} Done", lambda: _job_status(url, token, job_id) == "Done",
+                      120, tasks_log)  # fmt: skip
+
+        children = _children(tasks.pid)
+        assert sum(" worker " in cmd for cmd in children.values()) == 3, children
+        assert any("redis-server" in cmd for cmd in children.values()), children
+        scheduler = next(pid for pid, cmd in children.items() if cmd.endswith(" scheduler"))
+        os.kill(scheduler, signal.SIGKILL)
+        tasks.wait(timeout=STOP_TIMEOUT + 10)
+        assert tasks.returncode == 1
+        assert "scheduler exited (-9): stopping the others" in tasks_log.read_text()
+        for pid in children:  # every other child was stopped with it
+            assert not Path(f"/proc/{pid}").exists() or "State:\tZ" in Path(
+                f"/proc/{pid}/status"
+            ).read_text(errors="replace"), children[pid]
+    finally:
+        if tasks.poll() is None:
+            with _suppress_gone():
+                os.killpg(tasks.pid, signal.SIGKILL)
+            tasks.wait(timeout=STOP_TIMEOUT)

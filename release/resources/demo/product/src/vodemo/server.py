@@ -22,6 +22,7 @@ import argparse
 import base64
 import contextlib
 import ctypes
+import fcntl
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import vodemo
@@ -45,6 +47,7 @@ USER_NAME = "demo"
 BUCKET = "sandboxes"
 STEP_TIMEOUT = 120  # seconds, for each preparation step
 S3_START_TIMEOUT = 60
+PREPARE_LOCK_TIMEOUT = 600  # another service's first preparation (several steps)
 
 # Children run with this bundle's site-packages exactly as the bin/ entry points do
 # (site.addsitedir, so .pth hooks such as the diracx client importer run too).
@@ -112,9 +115,43 @@ def _read_secret(path: Path) -> str:
     return path.read_text().strip()
 
 
+@contextlib.contextmanager
+def _state_lock(state: Path) -> Iterator[None]:
+    """Serialize the preparation: the DiracX server and its task workers start together."""
+    with open(state / ".prepare.lock", "a+b") as handle:
+        deadline = time.monotonic() + PREPARE_LOCK_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise SystemExit(
+                        f"vodemo-diracx: {state} stayed locked for {PREPARE_LOCK_TIMEOUT} s "
+                        "by another preparation"
+                    ) from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _known_databases() -> set[str]:
+    """The DIRACX_DB_URL_* settings the databases installed in this bundle need."""
+    from importlib.metadata import entry_points
+
+    return {f"DIRACX_DB_URL_{ep.name.upper()}" for ep in entry_points(group="diracx.dbs.sql")}
+
+
 def prepare_state(state: Path) -> dict[str, str]:
     """Create what is missing in `state`; return the DiracX settings (env vars) it implies."""
     state.mkdir(parents=True, exist_ok=True)
+    with _state_lock(state):
+        return _prepare_state(state)
+
+
+def _prepare_state(state: Path) -> dict[str, str]:
     secrets_dir = state / "secrets"
     secrets_dir.mkdir(mode=0o700, exist_ok=True)
     secrets_dir.chmod(0o700)
@@ -138,7 +175,8 @@ def prepare_state(state: Path) -> dict[str, str]:
 
     db_dir = state / "db"
     db_env = state / "db-urls.json"
-    if not db_env.is_file():
+    # A newer bundle may bring databases (e.g. the task queue's): their URLs are added.
+    if not db_env.is_file() or not _known_databases() <= set(json.loads(db_env.read_text())):
         db_dir.mkdir(exist_ok=True)
         out = _run("diracx.db", "generate-local-urls", str(db_dir), what="generate-local-urls")
         urls: dict[str, str] = {}

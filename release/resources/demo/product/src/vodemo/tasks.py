@@ -1,0 +1,157 @@
+"""vodemo-diracx-tasks: DiracX's task system for this bundle (Redis, scheduler, workers).
+
+One supervised process (runit starts it) prepares the same state as vodemo-diracx, starts a
+private Redis on the loopback (unless ``--redis-url``), the ``diracx-tasks`` scheduler and one
+worker per task size, all as children that die with it. When any child ends, the others are
+stopped and this process exits non-zero, so the supervisor restarts them together. Redis keeps
+nothing on disk: the periodic tasks find their work in the databases, so a restart loses
+nothing that matters.
+
+With ``DIRACX_TASKS_DUMMY_JOB_EXECUTOR_ENABLED=true`` (the demo's setting) DiracX's own dummy
+executor walks submitted jobs Received -> Waiting -> Matched -> Running -> Done: jobs reach a
+final state without pilots or computing elements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vodemo.server import (
+    DEFAULT_STATE,
+    _child_env,
+    _die_with_parent,
+    _port_free,
+    _say,
+    _site_dir,
+    prepare_state,
+)
+
+SIZES = ("small", "medium", "large")  # diracx-tasks' task sizes: each needs a worker
+REDIS_START_TIMEOUT = 30
+STOP_TIMEOUT = 10
+POLL_S = 0.5
+
+# The diracx-tasks console script, run with this bundle's packages (as bin/ scripts do).
+_TASKS = (
+    "import site, sys; p = sys.argv[1]; sys.path.insert(0, p); site.addsitedir(p); "
+    "sys.argv = ['diracx-tasks'] + sys.argv[2:]; "
+    "from diracx.tasks.task_run import main; main()"
+)
+
+
+def _redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_redis(state: Path, port: int) -> subprocess.Popen[bytes]:
+    """A private Redis on the loopback, as a child; wait (bounded) until it answers PING."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise SystemExit(
+            "vodemo-diracx-tasks: redis-server not found in PATH: install it "
+            "(Debian: apt-get install redis-server) or give --redis-url"
+        )
+    if not _port_free("127.0.0.1", port):
+        raise SystemExit(f"vodemo-diracx-tasks: the Redis port 127.0.0.1:{port} is in use (--redis-port)")
+    folder = state / "redis"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    # preexec_fn is safe here: no thread has been started in this process.
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(folder), "--daemonize", "no"],
+        cwd=folder, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509
+    )  # fmt: skip
+    deadline = time.monotonic() + REDIS_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"vodemo-diracx-tasks: redis-server exited ({proc.returncode})")
+        if _redis_answers(port):
+            return proc
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"vodemo-diracx-tasks: Redis did not answer within {REDIS_START_TIMEOUT} s")
+
+
+def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _TASKS, _site_dir(), *args], env=env,
+        stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,  # noqa: PLW1509
+    )  # fmt: skip
+
+
+def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    for proc in children.values():
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for proc in children.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vodemo-diracx-tasks", description="Run DiracX's task scheduler and workers."
+    )
+    parser.add_argument("--state", default=os.environ.get("VODEMO_STATE", DEFAULT_STATE),
+                        help="the state vodemo-diracx uses (default: $VODEMO_STATE or %(default)s)")  # fmt: skip
+    parser.add_argument("--redis-port", type=int, default=int(os.environ.get("VODEMO_REDIS_PORT", "6379")),
+                        help="port of the private Redis on 127.0.0.1 (default: $VODEMO_REDIS_PORT or %(default)s)")  # fmt: skip
+    parser.add_argument("--redis-url", default=os.environ.get("VODEMO_REDIS_URL", ""),
+                        help="use this Redis instead of starting one")  # fmt: skip
+    parser.add_argument("--max-concurrent-tasks", type=int, default=4)
+    args = parser.parse_args(argv)
+
+    state = Path(args.state).expanduser().absolute()
+    settings = prepare_state(state)
+    stop = {"signal": 0}
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        stop["signal"] = signum
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    redis_url = args.redis_url
+    if not redis_url:
+        children["redis"] = start_redis(state, args.redis_port)
+        redis_url = f"redis://127.0.0.1:{args.redis_port}"
+    env = _child_env({**settings, "DIRACX_TASKS_REDIS_URL": redis_url})
+    children["scheduler"] = _start(["scheduler"], env)
+    for size in SIZES:
+        children[f"{size} worker"] = _start(
+            ["worker", "--worker-size", size, "--max-concurrent-tasks", str(args.max_concurrent_tasks)],
+            env,
+        )
+    _say(f"task system up: Redis {redis_url.split('@')[-1]}, scheduler, workers {', '.join(SIZES)}")
+    ended = ""
+    while not stop["signal"] and not ended:
+        ended = next(
+            (f"{name} exited ({proc.returncode})" for name, proc in children.items()
+             if proc.poll() is not None),
+            "",
+        )  # fmt: skip
+        time.sleep(POLL_S)
+    _stop(children)
+    if ended:
+        _say(f"{ended}: stopping the others (the supervisor restarts us)")
+        return 1
+    return 0
