@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import functools
 import itertools
 import os
@@ -340,20 +339,13 @@ def _die_with_parent() -> None:
 
 @contextlib.contextmanager
 def _file_lock(path: Path, timeout: float) -> Iterator[None]:
-    with path.open("a") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise LabError(f"{path} stayed locked for {timeout}s") from None
-                time.sleep(0.5)
-        try:
+    from filelock import FileLock, Timeout
+
+    try:
+        with FileLock(path, timeout=timeout):
             yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    except Timeout:
+        raise LabError(f"{path} stayed locked for {timeout}s") from None
 
 
 # ---------------------------------------------------------------------------------------------

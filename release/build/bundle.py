@@ -8,7 +8,6 @@ and verified in a private staging folder, and only then are all of them moved in
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -167,22 +166,15 @@ def _build_lock(cache_dir: Path, target: Path) -> Iterator[None]:
     locks = cache_dir / "locks"
     locks.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:16]
-    with (locks / f"build-{key}.lock").open("w") as handle:
-        deadline = time.monotonic() + LOCK_WAIT_S
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise InfrastructureError(
-                        f"another build of {target} has held its lock for {LOCK_WAIT_S}s"
-                    ) from None
-                time.sleep(0.2)
-        try:
+    from filelock import FileLock, Timeout
+
+    try:
+        with FileLock(locks / f"build-{key}.lock", timeout=LOCK_WAIT_S):
             yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    except Timeout:
+        raise InfrastructureError(
+            f"another build of {target} has held its lock for {LOCK_WAIT_S}s"
+        ) from None
 
 
 def _cached(
