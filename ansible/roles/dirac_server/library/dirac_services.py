@@ -115,20 +115,15 @@ def _sv(*args):
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 
-def _uptime(status):
-    """Seconds runit reports the service running, or None when it is not running."""
+def _running(status):
+    """(pid, seconds up) from an `sv status` line, or None when the service is not running."""
     match = UP.match(status)
-    return int(match.group(2)) if match else None
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def _is_up(status, min_uptime):
-    uptime = _uptime(status)
-    return uptime is not None and uptime >= min_uptime
-
-
-def _pid(status):
-    match = UP.match(status)
-    return int(match.group(1)) if match else None
+    running = _running(status)
+    return running is not None and running[1] >= min_uptime
 
 
 def _runsvdir_running(startup):
@@ -222,7 +217,7 @@ def supervise(module):
     p = module.params
     root, services = p["root"], p["services"]
     startup = os.path.join(root, "startup")
-    changed, diffs, written, linked = False, [], [], []
+    diffs, written, linked = [], [], []
     dirs = {}
     for service in services:
         url = service.get("health_url")
@@ -276,7 +271,7 @@ def status(module):
     for service in p["services"]:
         name = service["name"]
         _, text = _sv("status", os.path.join(root, "startup", _startup_name(name)))
-        pid = _pid(text)
+        pid = (_running(text) or (None, 0))[0]
         try:
             tree = os.readlink(f"/proc/{pid}/cwd") if pid else ""
         except OSError:

@@ -175,8 +175,9 @@ def _prepare_state(state: Path) -> dict[str, str]:
 
     db_dir = state / "db"
     db_env = state / "db-urls.json"
+    db_urls: dict[str, str] = json.loads(db_env.read_text()) if db_env.is_file() else {}
     # A newer bundle may bring databases (e.g. the task queue's): their URLs are added.
-    if not db_env.is_file() or not _known_databases() <= set(json.loads(db_env.read_text())):
+    if not db_urls or not _known_databases() <= set(db_urls):
         db_dir.mkdir(exist_ok=True)
         out = _run("diracx.db", "generate-local-urls", str(db_dir), what="generate-local-urls")
         urls: dict[str, str] = {}
@@ -191,7 +192,7 @@ def _prepare_state(state: Path) -> dict[str, str]:
         tmp.write_text(json.dumps(urls, indent=1, sort_keys=True) + "\n")
         os.replace(tmp, db_env)
         created.append("database URLs")
-    db_urls: dict[str, str] = json.loads(db_env.read_text())
+        db_urls = urls
 
     created += _prepare_config(state / "cs")
 
