@@ -1,20 +1,31 @@
 """The bundles of one version, loaded and checked before anything is opened.
 
 The contract with the build stage is its output: `<out>/<tag>/Linux-<arch>/` trees carrying
-`.dirac-release/manifest.json`, and `SHA256SUMS` over the manifests and tarballs.
+`.dirac-release/manifest.json`, and `SHA256SUMS` over the manifests and tarballs. The
+publisher trusts none of it: SHA256SUMS must be well formed and every file it lists must hash
+to its line, each manifest must pass the manifest rules (shape, paths, links), and the trees
+themselves are checked file by file against the manifests by `cvmfs.tree_check`, in the plan
+and in the publish alike.
 """
 
 from __future__ import annotations
 
 import hashlib
-import posixpath
+import json
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from release.build import manifest as mf
-from release.build.bundle import read_sums
+from cvmfs import manifest_rules
+from cvmfs.safe_fs import NotSafe, open_regular_at, read_small
 from release.errors import BadInput
+
+#: No real manifest comes near this (10,000 files are ~2 MB); a larger one is refused unread.
+MAX_MANIFEST_BYTES = 256 << 20
+MAX_SUMS_BYTES = 1 << 20
+_SUMS_LINE = re.compile(r"^([0-9a-f]{64})  ([^\x00-\x1f/][^\x00-\x1f]*)$")
 
 
 @dataclass
@@ -38,7 +49,10 @@ class BundleSet:
     def commit(self) -> str | None:
         first = next(iter(self.manifests.values()), {})
         source = first.get("source", {})
-        return source.get("commit") if isinstance(source, dict) else None
+        commit = source.get("commit") if isinstance(source, dict) else None
+        return (
+            commit if isinstance(commit, str) and re.fullmatch(r"[0-9a-f]{7,64}", commit) else None
+        )
 
     def files(self) -> int:
         return sum(len(m["files"]) for m in self.manifests.values())
@@ -47,81 +61,137 @@ class BundleSet:
         return sum(int(m["totals"]["bytes"]) for m in self.manifests.values())
 
 
-def check_paths(arch: str, manifest: dict[str, Any]) -> None:
-    """No absolute paths, no `..`, no link that leaves the tree: a bundle stays in its folder."""
-    for entry in manifest["files"]:
-        path = str(entry.get("path", ""))
-        parts = path.split("/")
-        if not path or path.startswith("/") or any(part in ("", ".", "..") for part in parts):
-            raise BadInput(
-                f"the Linux-{arch} manifest lists an unsafe path {path!r}",
-                fix="rebuild the bundle with dirac-release build; never edit manifests by hand",
-            )
-        if "link" in entry:
-            target = str(entry["link"])
-            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
-            if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
-                raise BadInput(
-                    f"Linux-{arch}/{path} is a symlink to {target}, outside the bundle",
-                    fix="bundles must be self-contained; rebuild without that link",
-                )
+def rebuild_fix(tag: str) -> str:
+    return f"rebuild the bundles: dirac-release build --version {tag} --refresh"
 
 
-def load_bundles(
-    out: Path, product: str, tag: str, platforms: list[str], *, deep: bool
-) -> BundleSet:
-    """Load and check the bundles; `deep` also hashes every file (else sizes and counts)."""
-    version_dir = out / tag
-    sums_path = version_dir / "SHA256SUMS"
-    if not sums_path.is_file():
+def read_sums(path: Path, tag: str) -> dict[str, str]:
+    """SHA256SUMS as name -> digest; any line that is not `<sha256>  <name>` is bad input."""
+    raw = read_small(path, limit=MAX_SUMS_BYTES, what="SHA256SUMS", fix=rebuild_fix(tag))
+    if raw is None:
         raise BadInput(
-            f"no bundles for {tag} in {out} (missing {sums_path.name})",
+            f"no bundles for {tag} (missing {path.name})",
+            where=str(path.parent),
             fix=f"build them first: dirac-release build --version {tag}",
         )
-    sums = read_sums(sums_path)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(
+            f"SHA256SUMS is not UTF-8 text (byte {exc.start})",
+            where=str(path),
+            fix=rebuild_fix(tag),
+        ) from None
+    sums: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = _SUMS_LINE.match(line)
+        name = match.group(2) if match else ""
+        if match is None or any(part in ("", ".", "..") for part in name.split("/")):
+            raise BadInput(
+                f"SHA256SUMS line {number} is not '<sha256>  <relative name>'",
+                where=str(path),
+                fix=rebuild_fix(tag),
+            )
+        if name in sums:
+            raise BadInput(f"SHA256SUMS lists {name} twice", where=str(path), fix=rebuild_fix(tag))
+        sums[name] = match.group(1)
+    return sums
+
+
+def _sha256_of(version_dir: Path, name: str) -> str | None:
+    """The digest of a listed file, read without following links; None when it is missing."""
+    try:
+        fd, _st = open_regular_at(None, str(version_dir / name), name)
+    except NotSafe as exc:
+        if exc.what == "missing":
+            return None
+        raise BadInput(
+            f"{name}, listed in SHA256SUMS, {exc.what}", where=str(version_dir)
+        ) from None
+    with os.fdopen(fd, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def read_manifest_file(tree: Path, arch: str, tag: str) -> tuple[dict[str, Any], bytes]:
+    """The manifest of one platform tree, with a message for each way it can be wrong."""
+    path = tree / manifest_rules.MANIFEST_REL
+    label = f"Linux-{arch}"
+    raw = read_small(path, limit=MAX_MANIFEST_BYTES, what="the manifest", fix=rebuild_fix(tag))
+    if raw is None:
+        raise BadInput(
+            f"platform {arch} is missing from the bundles of {tag} ({tree} has no manifest)",
+            fix=f"build it: dirac-release build --version {tag} --platform {arch}",
+        )
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BadInput(
+            f"the {label} manifest is not UTF-8 text (byte {exc.start})",
+            where=str(path),
+            fix=rebuild_fix(tag),
+        ) from None
+    except RecursionError:
+        raise BadInput(
+            f"the {label} manifest nests too deeply to be one",
+            where=str(path),
+            fix=rebuild_fix(tag),
+        ) from None
+    except ValueError as exc:
+        raise BadInput(
+            f"the {label} manifest is not valid JSON: {exc}", where=str(path), fix=rebuild_fix(tag)
+        ) from None
+    if isinstance(data, dict) and data.get("schema") != manifest_rules.SCHEMA:
+        raise BadInput(
+            f"the {label} manifest is not a {manifest_rules.SCHEMA} manifest "
+            f"(schema {str(data.get('schema'))[:60]!r})",
+            where=str(path),
+            fix=rebuild_fix(tag),
+        )
+    return manifest_rules.validate(label, data), raw
+
+
+def load_bundles(out: Path, product: str, tag: str, platforms: list[str]) -> BundleSet:
+    """Load the bundles and check everything but the trees' content (see cvmfs.tree_check)."""
+    version_dir = out / tag
+    sums_path = version_dir / "SHA256SUMS"
+    sums = read_sums(sums_path, tag)
     bundles = BundleSet(product=product, tag=tag, version_dir=version_dir)
     for arch in platforms:
         tree = version_dir / f"Linux-{arch}"
-        manifest = mf.read_manifest(tree)
-        if manifest is None:
-            raise BadInput(
-                f"platform {arch} is missing from the bundles of {tag} ({tree} has no manifest)",
-                fix=f"build it: dirac-release build --version {tag} --platform {arch}",
-            )
+        manifest, raw = read_manifest_file(tree, arch, tag)
         if (
             manifest.get("tag") != tag
             or manifest.get("product") != product
             or manifest.get("platform") != arch
         ):
+            shown = [str(manifest.get(key))[:60] for key in ("product", "tag", "platform")]
             raise BadInput(
-                f"{tree} holds {manifest.get('product')} {manifest.get('tag')} for "
-                f"{manifest.get('platform')}, not {product} {tag} for {arch}",
+                f"{tree} holds {shown[0]} {shown[1]} for {shown[2]}, not {product} {tag} for {arch}",
                 fix="publish the version the bundles were built for, or rebuild them",
             )
-        rel = f"Linux-{arch}/.dirac-release/manifest.json"
-        actual = hashlib.sha256(mf.manifest_path(tree).read_bytes()).hexdigest()
+        rel = f"Linux-{arch}/{manifest_rules.MANIFEST_REL}"
+        actual = hashlib.sha256(raw).hexdigest()
         if sums.get(rel) != actual:
             raise BadInput(
-                f"{rel} does not match SHA256SUMS",
+                f"{rel} does not match SHA256SUMS"
+                + ("" if rel in sums else " (it is not listed there)"),
                 where=str(version_dir),
-                fix=f"the bundle changed after it was built: rebuild with dirac-release build --version {tag} --refresh",
-            )
-        check_paths(arch, manifest)
-        problems = (
-            mf.verify_tree(tree, manifest)
-            if deep
-            else ([] if mf.quick_check(tree, manifest) else ["sizes or file count differ"])
-        )
-        if problems:
-            shown = "; ".join(problems[:5]) + (
-                f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
-            )
-            raise BadInput(
-                f"the Linux-{arch} bundle does not match its manifest: {shown}",
-                where=str(tree),
-                fix=f"rebuild it: dirac-release build --version {tag} --refresh",
+                fix=f"the bundle changed after it was built: {rebuild_fix(tag)}",
             )
         bundles.trees[arch] = tree
         bundles.manifests[arch] = manifest
         bundles.manifest_sha256[arch] = actual
+    # Everything else SHA256SUMS lists (the tarballs) must be there and hash to its line.
+    for name, digest in sorted(sums.items()):
+        if name.endswith(manifest_rules.MANIFEST_REL):
+            arch = name.split("/", 1)[0].removeprefix("Linux-")
+            if arch in bundles.manifests:
+                continue
+        actual_file = _sha256_of(version_dir, name)
+        if actual_file != digest:
+            raise BadInput(
+                f"{name} " + ("is missing" if actual_file is None else "does not match SHA256SUMS"),
+                where=str(version_dir),
+                fix=f"the bundles changed after they were built: {rebuild_fix(tag)}",
+            )
     return bundles

@@ -25,6 +25,26 @@ def _verify(
     ]
 
 
+def _check_target(
+    backend: Backend,
+    layout: Layout,
+    tag: str,
+    manifests: dict[str, dict[str, Any]],
+    entries: dict[str, str | None],
+) -> None:
+    if tag not in entries or entries[tag] is not None:
+        raise BadInput(
+            f"{tag} is not published in {layout.repository}",
+            fix=f"publish it first: dirac-release publish --version {tag}",
+        )
+    problems = _verify(backend, layout, tag, manifests)
+    if problems:
+        raise CheckFailed(
+            f"{tag} in {layout.repository} does not verify: {'; '.join(problems[:5])}",
+            fix="nothing was changed; investigate the repository before promoting",
+        )
+
+
 def move_link(
     backend: Backend,
     layout: Layout,
@@ -35,14 +55,14 @@ def move_link(
     wait_s: float = 120.0,
     plan: bool = False,
 ) -> dict[str, Any]:
-    """Point /<prefix>/<name> at <tag>; returns what was (or would be) done."""
+    """Point /<prefix>/<name> at <tag>; returns what was (or would be) done.
+
+    Checked once without the lock (to refuse early and to find nothing to do), then decided
+    again under the repository's lock, where retention cannot remove the version meanwhile.
+    """
     started = time.monotonic()
     entries = backend.entries(layout.prefix)
-    if tag not in entries:
-        raise BadInput(
-            f"{tag} is not published in {layout.repository}",
-            fix=f"publish it first: dirac-release publish --version {tag}",
-        )
+    _check_target(backend, layout, tag, manifests, entries)
     current = entries.get(name)
     result: dict[str, Any] = {
         "repository": layout.repository,
@@ -57,12 +77,6 @@ def move_link(
             "publish, then verify the link and the version as clients see them",
         ],
     }
-    problems = _verify(backend, layout, tag, manifests)
-    if problems:
-        raise CheckFailed(
-            f"{tag} in {layout.repository} does not verify: {'; '.join(problems[:5])}",
-            fix="nothing was changed; investigate the repository before promoting",
-        )
     if current == tag:
         result["status"] = "already there"
     elif plan:
@@ -70,6 +84,14 @@ def move_link(
     else:
         txn = backend.open(layout.prefix, Owner.me(f"{name}->{tag}"), wait_s)
         try:
+            entries = backend.entries(layout.prefix)
+            _check_target(backend, layout, tag, manifests, entries)
+            current = result["from"] = entries.get(name)
+            if current == tag:
+                txn.abort()
+                result["status"] = "already there"
+                result["seconds"] = round(time.monotonic() - started, 3)
+                return result
             txn.set_link(layout.prefix, name, tag)
             result["revision"] = txn.publish(None, f"{name} -> {tag} (was {current})", "")
         except BaseException:
@@ -78,10 +100,16 @@ def move_link(
         after = backend.entries(layout.prefix).get(name)
         problems = _verify(backend, layout, tag, manifests)
         if after != tag or problems:
+            back = (
+                f"point {name} back to {current} (dirac-release promote --version {current})"
+                if current
+                else f"{name} did not exist before: investigate {layout.repository} before "
+                "promoting again"
+            )
             raise CheckFailed(
                 f"{name} was published but clients see {name} -> {after}"
                 + (f" and {'; '.join(problems[:5])}" if problems else ""),
-                fix=f"point {name} back to {current} (dirac-release promote --version {current})",
+                fix=back,
             )
         result["status"] = "moved"
     result["seconds"] = round(time.monotonic() - started, 3)

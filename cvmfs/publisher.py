@@ -17,6 +17,7 @@ from cvmfs import failpoints
 from cvmfs.backends.base import Backend, Owner, Transaction
 from cvmfs.bundles import BundleSet
 from cvmfs.layout import Layout
+from cvmfs.tree_check import check_tree
 from release.errors import BadInput, CheckFailed
 
 WHITELIST_WARN_S = 12 * 3600
@@ -70,6 +71,40 @@ def _per_platform(bundles: BundleSet, check: Callable[[str], list[str]]) -> list
     """Run one check per platform in parallel (hashing releases the GIL); all problems found."""
     with ThreadPoolExecutor(max_workers=len(bundles.trees)) as pool:
         return [problem for found in pool.map(check, list(bundles.trees)) for problem in found]
+
+
+def _already_published(
+    backend: Backend,
+    layout: Layout,
+    bundles: BundleSet,
+    tag_name: str,
+    links: tuple[str, ...],
+    result: Publication,
+) -> bool:
+    """True (result filled in) when this very release is published; BadInput on a conflict."""
+    existing = {tag.name: tag for tag in backend.tags()}
+    if tag_name not in existing:
+        return False
+    same = _published_digest(backend, layout, bundles)
+    if existing[tag_name].digest in (bundles.digest, "") and all(same.values()):
+        result.status = "already published"
+        result.revision = existing[tag_name].revision
+        entries = backend.entries(layout.prefix)
+        result.links = {name: str(entries.get(name)) for name in links}  # as they are now
+        return True
+    if bundles.tag not in backend.entries(layout.prefix):
+        raise BadInput(
+            f"{bundles.tag} was published as {tag_name} (revision {existing[tag_name].revision}) "
+            f"and has since been removed from {layout.repository} by retention",
+            fix="a release is never published twice under one tag: release a new version, or "
+            "restore the old revision (cvmfs_server rollback) if it must come back",
+        )
+    differing = [arch for arch, ok in same.items() if not ok] or sorted(same)
+    raise BadInput(
+        f"tag {tag_name} is already published in {layout.repository} with other content "
+        f"(differs for: {', '.join(differing)})",
+        fix="a published release is never overwritten: release a new version instead",
+    )
 
 
 def publish(
@@ -131,35 +166,26 @@ def publish(
             result.notes.extend(backend.clear_stale(tag_name))
         else:
             result.notes.append(f"open: {held.describe()}")
-    existing = {tag.name: tag for tag in backend.tags()}
-    if tag_name in existing:
-        same = _published_digest(backend, layout, bundles)
-        if existing[tag_name].digest in (bundles.digest, "") and all(same.values()):
-            result.status = "already published"
-            result.revision = existing[tag_name].revision
-            entries = backend.entries(layout.prefix)
-            result.links = {name: str(entries.get(name)) for name in links}  # as they are now
-            result.seconds = time.monotonic() - started
-            return result
-        if bundles.tag not in backend.entries(layout.prefix):
-            raise BadInput(
-                f"{bundles.tag} was published as {tag_name} (revision {existing[tag_name].revision}) "
-                f"and has since been removed from {layout.repository} by retention",
-                fix="a release is never published twice under one tag: release a new version, or "
-                "restore the old revision (cvmfs_server rollback) if it must come back",
-            )
-        differing = [arch for arch, ok in same.items() if not ok] or sorted(same)
-        raise BadInput(
-            f"tag {tag_name} is already published in {layout.repository} with other content "
-            f"(differs for: {', '.join(differing)})",
-            fix="a published release is never overwritten: release a new version instead",
-        )
+    if _already_published(backend, layout, bundles, tag_name, links, result):
+        result.seconds = time.monotonic() - started
+        return result
     entries = backend.entries(layout.prefix)
     if bundles.tag in entries:
         raise BadInput(
             f"/{version_rel} exists in {layout.repository} but no tag {tag_name} records it",
             fix="someone published it outside dirac-release; inspect it and remove it before publishing",
         )
+    for name in links:
+        if name == bundles.tag or (name in entries and entries[name] is None):
+            raise BadInput(
+                f"the link {name} of {layout.repository} would replace "
+                + (
+                    "the version it points to"
+                    if name == bundles.tag
+                    else f"the folder /{layout.link(name)}"
+                ),
+                fix="choose another link name in release.toml (repositories.<name>.links)",
+            )
 
     result.actions = [
         f"open a transaction on /{layout.prefix} of {layout.repository} (wait up to {wait_s:.0f}s if busy)",
@@ -172,6 +198,20 @@ def publish(
         "verify the published tree again",
     ]  # fmt: skip
     if plan:
+        # The very checks the publish makes as it copies, so the plan refuses what it would.
+        say("checking the bundles file by file")
+        problems = _per_platform(
+            bundles,
+            lambda arch: check_tree(bundles.trees[arch], bundles.manifests[arch], arch),
+        )
+        if problems:
+            raise BadInput(
+                f"the bundles of {bundles.tag} do not match their manifests: "
+                + "; ".join(problems[:5])
+                + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""),
+                fix="rebuild them (dirac-release build --version "
+                f"{bundles.tag} --refresh); never edit a built bundle by hand",
+            )
         result.seconds = time.monotonic() - started
         return result
 
@@ -181,6 +221,13 @@ def publish(
     result.notes.extend(note for note in getattr(backend, "notes", []) if note not in result.notes)
     try:
         failpoints.reached("opened")
+        # Decided again under the lock: a publisher of the same release may have finished
+        # while this one waited; then there is nothing left to do.
+        if _already_published(backend, layout, bundles, tag_name, links, result):
+            txn.abort()
+            result.notes.append("another publisher finished this release while this one waited")
+            result.seconds = time.monotonic() - started
+            return result
         # 3. Sync all platforms in this one transaction.
         say("syncing")
         with ThreadPoolExecutor(max_workers=len(bundles.trees)) as pool:

@@ -29,10 +29,9 @@ def publish_release(
     release_version = parse_version_arg(version)
     repo_name, repo = config.repository(repository, product)
     out = (out or config.resolve_path(config.build.out)).absolute()
-    # The directory backend hashes every file as it copies it; a server sync does not, so the
-    # bundles are hashed up front there (and for a plan, which copies nothing).
-    deep = plan or repo.backend == "server"
-    bundles = load_bundles(out, name, release_version.tag, list(config.platforms), deep=deep)
+    # The trees' content is checked file by file by the publisher itself (in the plan, and as
+    # it copies): here only what SHA256SUMS and the manifests say is loaded and checked.
+    bundles = load_bundles(out, name, release_version.tag, list(config.platforms))
     backend = make_backend(config, repo_name, repo)
     layout = Layout(repo_name, repo.prefix)
     tag_name = repo.tag_format.format(

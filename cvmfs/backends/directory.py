@@ -16,23 +16,31 @@ plain copy. Published files are read-only, so no version can change another's co
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
 import socket
+import stat
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cvmfs.backends.base import OpenTransaction, Owner, RepoStatus, Tag, check_clearable
+from cvmfs.manifest_rules import MANIFEST_REL, path_problem
+from cvmfs.safe_fs import DirHandles, check_no_link_on_path, read_small
+from cvmfs.tree_check import check_tree
 from release.build import manifest as mf
 from release.errors import BadInput, InfrastructureError
 
-CHUNK = 1 << 20
+#: Files are created read-only, without following a link, and never over an existing name.
+WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Transactions this process has open: a lock held by our own pid but not listed here was
+#: left behind by a publication that failed after its journal (rolled forward like a crash).
+_ACTIVE: set[str] = set()
 POLL_S = 0.2
 
 
@@ -128,6 +136,10 @@ class DirectoryBackend:
         owner = lock["owner"]
         if owner["host"] != socket.gethostname():
             return False  # another machine's process: we cannot tell, so never call it stale
+        if int(owner["pid"]) == os.getpid() and lock.get("pid_start") == _process_start(
+            os.getpid()
+        ):
+            return lock.get("txn") not in _ACTIVE  # left by a failed publication of ours
         return _process_start(int(owner["pid"])) != lock.get("pid_start")
 
     def _describe(self, lock: dict[str, Any]) -> OpenTransaction:
@@ -159,6 +171,7 @@ class DirectoryBackend:
         lock = self._read_lock()
         if lock is not None and lock.get("txn") == txn_id:
             self.lock_path.unlink()
+        _ACTIVE.discard(txn_id)
 
     def clear_stale(self, publication: str | None = None) -> list[str]:
         """Finish or discard a transaction whose process died; never touch a live one."""
@@ -191,6 +204,7 @@ class DirectoryBackend:
             if txn_id is not None:
                 if waited:
                     self.notes.append("waited for another publisher to finish")
+                _ACTIVE.add(txn_id)
                 return DirectoryTransaction(self, txn_id)
             lock = self._read_lock()
             if lock is not None and self._stale(lock):
@@ -223,11 +237,87 @@ class DirectoryBackend:
             except (OSError, ValueError):
                 continue
             for entry in manifest.get("files", []):
-                if "sha256" in entry:
+                if "sha256" in entry and path_problem(str(entry.get("path", ""))) is None:
                     index.setdefault(
                         (entry["sha256"], entry["mode"] == "755"), tree / entry["path"]
                     )
         return index
+
+
+class _Staging:
+    """The sink of `check_tree`: writes a checked bundle into the staging area.
+
+    Written through directory handles (never through a link); a file whose content is
+    already stored (published, or staged for the other platform) becomes a hardlink to it.
+    """
+
+    def __init__(
+        self, dest: Path, known: dict[tuple[str, bool], Path], lock: threading.Lock
+    ) -> None:
+        self.out = DirHandles(dest, create=True)
+        self.dest = dest
+        self.known = known
+        self.lock = lock
+        self.writing: dict[str, IO[bytes]] = {}
+        self.same: dict[str, Path] = {}
+
+    def __enter__(self) -> _Staging:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for handle in self.writing.values():
+            handle.close()
+        self.out.close()
+
+    def file(self, rel: str, executable: bool, sha256: str) -> Callable[[bytes], object] | None:
+        with self.lock:
+            same = self.known.get((sha256, executable))
+        if same is not None:
+            self.same[rel] = same
+            return None
+        dir_fd, name = self.out.split(rel)
+        fd = os.open(name, WRITE_FLAGS, 0o555 if executable else 0o444, dir_fd=dir_fd)
+        handle = os.fdopen(fd, "wb")
+        self.writing[rel] = handle
+        return handle.write
+
+    def done(self, rel: str, executable: bool, sha256: str, ok: bool) -> None:
+        handle = self.writing.pop(rel, None)
+        if handle is not None:
+            handle.close()
+            if ok:
+                with self.lock:
+                    self.known.setdefault((sha256, executable), self.dest / rel)
+            return
+        same = self.same.pop(rel)
+        if ok:
+            self._link_or_copy(rel, same, executable)
+
+    def _link_or_copy(self, rel: str, same: Path, executable: bool) -> None:
+        dir_fd, name = self.out.split(rel)
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(os.lstat(same).st_mode):
+                os.link(same, name, dst_dir_fd=dir_fd, follow_symlinks=False)
+                return
+        # Gone meanwhile, or the link limit: store the content itself (verified afterwards).
+        fd = os.open(name, WRITE_FLAGS, 0o555 if executable else 0o444, dir_fd=dir_fd)
+        with os.fdopen(fd, "wb") as out, open(same, "rb") as src:
+            shutil.copyfileobj(src, out)
+
+    def link(self, rel: str, target: str) -> None:
+        dir_fd, name = self.out.split(rel)
+        os.symlink(target, name, dir_fd=dir_fd)
+
+    def copy_manifest(self, source: Path, manifest: dict[str, Any]) -> list[str]:
+        """The manifest as checked (read again without following links), read-only."""
+        raw = read_small(source / MANIFEST_REL, limit=256 << 20, what="the manifest")
+        if raw is None or json.loads(raw) != manifest:
+            return [f"{MANIFEST_REL}: changed while the bundle was being published"]
+        dir_fd, name = self.out.split(MANIFEST_REL)
+        fd = os.open(name, WRITE_FLAGS, 0o444, dir_fd=dir_fd)
+        with os.fdopen(fd, "wb") as out:
+            out.write(raw)
+        return []
 
 
 class DirectoryTransaction:
@@ -256,68 +346,30 @@ class DirectoryTransaction:
             return self._index
 
     def sync_tree(self, rel: str, source: Path, manifest: dict[str, Any]) -> None:
-        # Plain strings and os calls: this loop runs once per file, ten thousand times a release.
-        dest = str(self.staged / rel)
-        src = str(source)
-        os.makedirs(dest, exist_ok=True)
-        known = self._known(rel)
-        made = {dest}
-        for entry in manifest["files"]:
-            path = entry["path"]
-            target = f"{dest}/{path}"
-            parent = target.rpartition("/")[0]
-            if parent not in made:
-                os.makedirs(parent, exist_ok=True)
-                made.add(parent)
-            if "link" in entry:
-                os.symlink(entry["link"], target)
-                continue
-            key = (entry["sha256"], entry["mode"] == "755")
-            same = known.get(key)
-            self._place(f"{src}/{path}", target, key, str(same) if same is not None else None)
-            if same is None:
-                with self._index_lock:
-                    known.setdefault(key, Path(target))
-        mf.manifest_path(Path(dest)).parent.mkdir(exist_ok=True)
-        shutil.copyfile(mf.manifest_path(source), mf.manifest_path(Path(dest)))
+        """Check the bundle file by file as it is copied; refuse it whole on any problem.
 
-    @staticmethod
-    def _place(source: str, target: str, key: tuple[str, bool], same: str | None) -> None:
-        """Hash the source as it is read; write it, or hardlink a file with the same content."""
-        sha256, executable = key
-        digest = hashlib.sha256()
-        with open(source, "rb") as handle:
-            if same is not None:
-                while chunk := handle.read(CHUNK):
-                    digest.update(chunk)
-            else:
-                # Created read-only in one call: no chmod afterwards, and nobody edits it later.
-                fd = os.open(
-                    target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o555 if executable else 0o444
-                )
-                with os.fdopen(fd, "wb") as out:
-                    while chunk := handle.read(CHUNK):
-                        digest.update(chunk)
-                        out.write(chunk)
-        if digest.hexdigest() != sha256:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(target)
+        Each file is read once: hashed, checked, and written (or hardlinked to a published
+        file of the same content). Nothing is opened through a link, on either side.
+        """
+        dest = self.staged / rel
+        dest.mkdir(parents=True, exist_ok=True)
+        with _Staging(dest, self._known(rel), self._index_lock) as staging:
+            problems = check_tree(source, manifest, str(manifest["platform"]), staging)
+            if not problems:
+                problems = staging.copy_manifest(source, manifest)
+        if problems:
+            shown = "; ".join(problems[:5])
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
             raise BadInput(
-                f"{source} does not match its manifest (sha256 {digest.hexdigest()[:16]}..., "
-                f"expected {sha256[:16]}...)",
-                fix="the bundle changed after it was built: rebuild it (dirac-release build --version <tag> --refresh)",
+                f"the bundle {source} does not match its manifest: {shown}{more}",
+                fix="nothing was published; rebuild the bundle (dirac-release build --version "
+                "<tag> --refresh) and never edit a built bundle by hand",
             )
-        if same is not None:
-            try:
-                os.link(same, target)
-            except OSError:  # gone meanwhile, or the link limit: store the content itself
-                shutil.copyfile(source, target)
-                os.chmod(target, 0o555 if executable else 0o444)
 
     def mark_catalog(self, rel: str) -> None:
-        marker = self.staged / rel / ".cvmfscatalog"
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
+        with DirHandles(self.staged, create=True) as out:
+            dir_fd = out.fd(rel)
+            os.close(os.open(".cvmfscatalog", WRITE_FLAGS, 0o444, dir_fd=dir_fd))
 
     def set_link(self, rel_dir: str, name: str, target: str) -> None:
         self.links.append((rel_dir, name, target))
@@ -362,8 +414,11 @@ class DirectoryTransaction:
         if tag is not None and any(existing["name"] == tag for existing in data["tags"]):
             raise BadInput(f"tag {tag} is already used in {self.backend.repository}")
         named = {"name": tag, "description": message, "digest": digest}
+        moves = self._moves()
+        for rel in [*moves, *(link[0] for link in self.links)]:
+            check_no_link_on_path(self.backend.root, rel)
         journal = {
-            "moves": self._moves(),
+            "moves": moves,
             "links": self.links,
             "removes": self.removes,
             "revision": int(data["revision"]) + 1,
@@ -371,7 +426,18 @@ class DirectoryTransaction:
             "tag": named if tag is not None else None,
         }
         _write_json(self.dir / "journal.json", journal)
-        return self._apply(journal)
+        try:
+            return self._apply(journal)
+        except Exception as exc:
+            # From here on the publication can only go forward: keep the journal and the lock,
+            # so the next publisher (a rerun of this one) finishes it before anything else.
+            _ACTIVE.discard(self.id)
+            raise InfrastructureError(
+                f"the publication stopped after it was journaled: {exc}",
+                where=str(self.backend.root),
+                fix="fix the cause (disk space, permissions), then run the same command again: "
+                "it finishes this publication first",
+            ) from None
 
     def _apply(self, journal: dict[str, Any]) -> int:
         """Idempotent: safe to run again after a crash at any point inside it."""
@@ -379,16 +445,25 @@ class DirectoryTransaction:
         for rel in journal["moves"]:
             src, dst = self.staged / rel, root / rel
             if src.exists() or src.is_symlink():
+                check_no_link_on_path(root, rel)
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(src, dst)
         for rel_dir, name, target in journal["links"]:
+            check_no_link_on_path(root, rel_dir)
             folder = root / rel_dir
             folder.mkdir(parents=True, exist_ok=True)
+            current = folder / name
+            if current.exists() and not current.is_symlink():
+                raise BadInput(
+                    f"/{rel_dir}/{name} is not a link; a link of that name cannot replace it",
+                    where=str(root),
+                    fix="rename the link in release.toml (links) so that no version or folder has its name",
+                )
             tmp = folder / f".{name}.{self.id}"
             if tmp.is_symlink():
                 tmp.unlink()
             tmp.symlink_to(target)
-            tmp.replace(folder / name)
+            tmp.replace(current)
         trash = self.dir / "trash"
         for index, rel in enumerate(journal["removes"]):
             victim = root / rel
@@ -411,4 +486,8 @@ class DirectoryTransaction:
         return revision
 
     def abort(self) -> None:
+        """Discard what is staged; a journaled publication is never discarded, only finished."""
+        if (self.dir / "journal.json").is_file():
+            _ACTIVE.discard(self.id)
+            return
         self.backend._release(self.id)

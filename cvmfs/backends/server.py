@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cvmfs.backends.base import OpenTransaction, Owner, RepoStatus, Tag, check_clearable
+from cvmfs.tree_check import check_tree
 from release.build import manifest as mf
 from release.errors import BadInput, InfrastructureError
 
@@ -367,6 +368,15 @@ class ServerTransaction:
         parent = f"{self.backend.mount}/{rel.rsplit('/', 1)[0]}"
         if source.name != rel.rsplit("/", 1)[1]:
             raise BadInput(f"{source} must be named like its destination {rel}")
+        # The same checks as the directory backend's, before a byte leaves this machine.
+        problems = check_tree(source, manifest, str(manifest["platform"]))
+        if problems:
+            shown = "; ".join(problems[:5])
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            raise BadInput(
+                f"the bundle {source} does not match its manifest: {shown}{more}",
+                fix="nothing was published; rebuild the bundle and never edit it by hand",
+            )
         packer = subprocess.Popen(
             [
                 "tar",

@@ -119,7 +119,7 @@ def test_killed_while_committing_is_rolled_forward(site: Path) -> None:
     from cvmfs.bundles import load_bundles
 
     backend = DirectoryBackend("vodemo.egi.eu", site / "stratum")
-    bundles = load_bundles(site / "dist", "vodemo", "v1.0.0", ["x86_64", "aarch64"], deep=False)
+    bundles = load_bundles(site / "dist", "vodemo", "v1.0.0", ["x86_64", "aarch64"])
     txn = backend.open("vodemo", Owner.me("vodemo-v1.0.0"), 1)
     for arch, tree in bundles.trees.items():
         txn.sync_tree(f"vodemo/v1.0.0/Linux-{arch}", tree, bundles.manifests[arch])
