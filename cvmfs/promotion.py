@@ -18,11 +18,13 @@ from release.errors import BadInput, CheckFailed
 def _verify(
     backend: Backend, layout: Layout, tag: str, manifests: dict[str, dict[str, Any]]
 ) -> list[str]:
-    return [
-        problem
-        for arch, manifest in sorted(manifests.items())
-        for problem in backend.verify_published(layout.platform_dir(tag, arch), manifest)
-    ]
+    problems = []
+    for arch, manifest in sorted(manifests.items()):
+        try:
+            problems += backend.verify_published(layout.platform_dir(tag, arch), manifest)
+        except OSError as exc:  # removed while it was read (outside the lock)
+            problems.append(f"Linux-{arch}: {exc.strerror or exc}")
+    return problems
 
 
 def _check_target(
@@ -62,8 +64,9 @@ def move_link(
     """
     started = time.monotonic()
     entries = backend.entries(layout.prefix)
-    _check_target(backend, layout, tag, manifests, entries)
     current = entries.get(name)
+    if plan or current == tag or tag not in entries:
+        _check_target(backend, layout, tag, manifests, entries)
     result: dict[str, Any] = {
         "repository": layout.repository,
         "link": layout.client_path(layout.link(name)),

@@ -167,11 +167,20 @@ class DirectoryBackend:
         return txn_id
 
     def _release(self, txn_id: str) -> None:
-        shutil.rmtree(self.state / "txn" / txn_id, ignore_errors=True)
-        lock = self._read_lock()
-        if lock is not None and lock.get("txn") == txn_id:
-            self.lock_path.unlink()
-        _ACTIVE.discard(txn_id)
+        try:
+            shutil.rmtree(self.state / "txn" / txn_id, ignore_errors=True)
+            lock = self._read_lock()
+            if lock is not None and lock.get("txn") == txn_id:
+                self.lock_path.unlink()
+        finally:
+            _ACTIVE.discard(txn_id)  # a lock this fails to remove is then stale, not live
+
+    def _discard_orphans(self, txn_id: str) -> None:
+        """Staging left by a release that failed half-way: no lock names it, so it is done."""
+        folder = self.state / "txn"
+        for child in folder.iterdir() if folder.is_dir() else []:
+            if child.name != txn_id:
+                shutil.rmtree(child, ignore_errors=True)
 
     def clear_stale(self, publication: str | None = None) -> list[str]:
         """Finish or discard a transaction whose process died; never touch a live one."""
@@ -205,7 +214,12 @@ class DirectoryBackend:
                 if waited:
                     self.notes.append("waited for another publisher to finish")
                 _ACTIVE.add(txn_id)
-                return DirectoryTransaction(self, txn_id)
+                try:
+                    self._discard_orphans(txn_id)
+                    return DirectoryTransaction(self, txn_id)
+                except BaseException:
+                    self._release(txn_id)
+                    raise
             lock = self._read_lock()
             if lock is not None and self._stale(lock):
                 # A crash of this very publication is ours to finish or discard; another

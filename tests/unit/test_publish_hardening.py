@@ -97,7 +97,9 @@ def resum(site: Path) -> None:
     (version_dir / "SHA256SUMS").write_text("\n".join(lines) + "\n")
 
 
-def add_links(links: dict[str, str], files: dict[str, bytes] | None = None) -> Callable[[Manifest], None]:
+def add_links(
+    links: dict[str, str], files: dict[str, bytes] | None = None
+) -> Callable[[Manifest], None]:
     """Manifest entries for crafted links (and files), made in the tree too (no check on the way)."""
 
     def change(manifest: Manifest) -> None:
@@ -122,7 +124,7 @@ def assert_refused_and_untouched(site: Path, *, plan_too: bool = True) -> str:
     stratum = site / "stratum"
     before, outside = snapshot(stratum), snapshot(site / "outside")
     messages = []
-    for plan in ([True, False] if plan_too else [False]):
+    for plan in [True, False] if plan_too else [False]:
         with pytest.raises(BadInput) as caught:
             publish(site, NEW, plan=plan)
         assert caught.value.exit_code == 2
@@ -276,7 +278,12 @@ SPECIAL_ROLES = ["listed-file", "unlisted-extra", "manifest", "sums"]
 
 
 # An empty unlisted directory is not content (manifests list no directories): not a case.
-SPECIAL_CASES = [(k, r) for k in SPECIAL_KINDS for r in SPECIAL_ROLES if (k, r) != ("directory", "unlisted-extra")]
+SPECIAL_CASES = [
+    (k, r)
+    for k in SPECIAL_KINDS
+    for r in SPECIAL_ROLES
+    if (k, r) != ("directory", "unlisted-extra")
+]
 
 
 @pytest.mark.parametrize(("kind", "role"), SPECIAL_CASES)
@@ -311,7 +318,9 @@ def test_special_files_are_refused_without_hanging(site: Path, kind: str, role: 
 
 # -- family 3: tree damage behind a consistent manifest: plan and publish agree ----------
 
-ELF_X86_64 = b"\x7fELF\x02\x01\x01" + b"\0" * 9 + b"\x03\x00" + (62).to_bytes(2, "little") + b"\0" * 100
+ELF_X86_64 = (
+    b"\x7fELF\x02\x01\x01" + b"\0" * 9 + b"\x03\x00" + (62).to_bytes(2, "little") + b"\0" * 100
+)
 
 
 def _damage(site: Path, kind: str) -> tuple[str, str]:
@@ -359,7 +368,9 @@ def _damage(site: Path, kind: str) -> tuple[str, str]:
         tarball = site / "dist" / NEW / "vodemo-v1.0.1-x86_64.tar.gz"
         tarball.write_bytes(b"tarball")
         sums = site / "dist" / NEW / "SHA256SUMS"
-        sums.write_text(sums.read_text() + f"{hashlib.sha256(b'tarball').hexdigest()}  {tarball.name}\n")
+        sums.write_text(
+            sums.read_text() + f"{hashlib.sha256(b'tarball').hexdigest()}  {tarball.name}\n"
+        )
         tarball.write_bytes(b"tarball, changed")
         return "", "does not match SHA256SUMS"
     if kind == "tarball-missing":
@@ -383,7 +394,9 @@ def test_plan_and_publish_refuse_the_same_damage(site: Path, kind: str) -> None:
         def relist(manifest: Manifest) -> None:
             for entry in manifest["files"]:
                 if entry["path"] == "lib/pkg/_native.so":
-                    entry.update(size=lib.stat().st_size, sha256=hashlib.sha256(lib.read_bytes()).hexdigest())
+                    entry.update(
+                        size=lib.stat().st_size, sha256=hashlib.sha256(lib.read_bytes()).hexdigest()
+                    )
 
         reseal(site, arch, relist)
     message = assert_refused_and_untouched(site)
