@@ -167,14 +167,22 @@ def pristine(tmp_path: Path, isolated_env: Path) -> Path:
 def test_a_fault_at_any_write_is_finished_by_a_rerun(pristine: Path, tmp_path: Path) -> None:
     old_tree = snapshot(visible(pristine) / "v1.0.0")
     points: list[str] = []
-    journaled = 0
+    journaled = complete = 0
     for fail_at in range(1, 400):
         site = tmp_path / f"run{fail_at}"
         shutil.copytree(pristine, site, symlinks=True)
         with injected(fail_at) as faults, suppress(ReleaseError, OSError):
             publish(site, "v1.0.1")
         if faults.hit is None:
-            break  # the publication made fewer writes than fail_at: every write was covered
+            # The publication made fewer writes than fail_at. How many it makes varies a little
+            # (the two platforms share content, whichever stores it first), so stop only after
+            # several complete runs in a row.
+            complete += 1
+            shutil.rmtree(site)
+            if complete == 5:
+                break
+            continue
+        complete = 0
         points.append(faults.hit)
         root = visible(site)
         lock = state(site) / "transaction.json"
