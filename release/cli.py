@@ -606,16 +606,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         wrapped = ReleaseError(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
         _report_error(wrapped, args.json)
         return EXIT_INFRASTRUCTURE
+    except Exception as error:  # the last line of defence: no raw traceback
+        _report_error(_unexpected(error, args.command), args.json)
+        return EXIT_INFRASTRUCTURE
+
+
+def _unexpected(error: Exception, command: str) -> ReleaseError:
+    """A bug, said as one: its type and a short, redacted message; the traceback on request.
+
+    A raw traceback can carry anything the failing frame held (a key, a token, a whole file)
+    and is not something an admin can act on: it is printed only with DIRAC_RELEASE_DEBUG=1,
+    and then redacted too.
+    """
+    import os
+    import traceback
+
+    from release.credentials import redact
+
+    if os.environ.get("DIRAC_RELEASE_DEBUG") == "1":
+        print(redact("".join(traceback.format_exception(error))), file=sys.stderr)
+    text = redact(str(error).splitlines()[0] if str(error) else "")
+    if len(text) > 200:
+        text = text[:200] + f"... ({len(text)} characters)"
+    return ReleaseError(
+        f"unexpected {type(error).__name__} in '{command}'" + (f": {text}" if text else ""),
+        fix="this is a bug in dirac-release: run again with DIRAC_RELEASE_DEBUG=1 for the "
+        "traceback and report it (secrets are redacted from it)",
+    )
 
 
 def _report_error(error: ReleaseError, as_json: bool) -> None:
+    from release.credentials import redact
+
     # A command that already printed its result as JSON (with the per-host or per-check
     # outcome) keeps stdout one JSON document: the error then goes to stderr only.
     if as_json and not getattr(error, "result_printed", False):
         from release.output import print_json
 
-        print_json(error.as_dict())
-    print(f"error: {error.render()}", file=sys.stderr)
+        print_json({k: redact(v) if isinstance(v, str) else v for k, v in error.as_dict().items()})
+    print(f"error: {redact(error.render())}", file=sys.stderr)
 
 
 if __name__ == "__main__":

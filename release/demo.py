@@ -153,8 +153,12 @@ def add_release(repo_dir: Path, tag: str, *, days_after: int = 1) -> str:
 def prepare_secrets(workdir: Path) -> Path:
     """The demo's secrets: a legacy-exchange key, and a vault holding it for the hosts.
 
-    Made once (0600 files in <workdir>/secrets) and reused; never printed. Returns the vault
-    password file, which ansible-playbook reads through ANSIBLE_VAULT_PASSWORD_FILE.
+    Made once (0600 files in a 0700 <workdir>/secrets) and reused; never printed. The plaintext
+    of the vault goes to ansible-vault on its standard input and never touches the disk; the
+    encrypted file is written beside the vault and renamed over it only once ansible-vault
+    succeeded, so a failure leaves the previous vault (or none), never a readable secret.
+    Returns the vault password file, which ansible-playbook reads through
+    ANSIBLE_VAULT_PASSWORD_FILE.
     """
     import base64
     import json
@@ -163,14 +167,18 @@ def prepare_secrets(workdir: Path) -> Path:
     import subprocess
     import sys
 
+    from release.credentials import read_legacy_key_file, redact, remember
+    from release.errors import InfrastructureError
+
     folder = workdir / "secrets"
     folder.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)
     key_file, password_file, vault = (
         folder / n for n in ("legacy-exchange.key", "vault-password", "secrets.yml")
     )
 
     def write(path: Path, text: str) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
 
@@ -178,16 +186,39 @@ def prepare_secrets(workdir: Path) -> Path:
         write(key_file, base64.urlsafe_b64encode(secrets.token_bytes(32)).decode() + "\n")
     if not password_file.is_file():
         write(password_file, secrets.token_urlsafe(32) + "\n")
-    if not vault.is_file() or not vault.read_text(encoding="utf-8").startswith("$ANSIBLE_VAULT"):
-        plain = {"dirac_server_secret_files": [
-            {"path": "/opt/dirac/state/secrets/legacy-exchange.key", "content": key_file.read_text()}]}  # fmt: skip
-        write(vault, json.dumps(plain))
-        tool = Path(sys.executable).parent / "ansible-vault"
-        subprocess.run(
+    remember(password_file.read_text(encoding="utf-8").strip())
+    key = read_legacy_key_file(key_file, env_name="-", setting="demo")
+    if vault.is_file() and vault.read_text(encoding="utf-8").startswith("$ANSIBLE_VAULT"):
+        return password_file
+    plain = {"dirac_server_secret_files": [
+        {"path": "/opt/dirac/state/secrets/legacy-exchange.key", "content": key.get_secret_value() + "\n"}]}  # fmt: skip
+    sealed = folder / f".secrets.yml.{os.getpid()}"
+    tool = Path(sys.executable).parent / "ansible-vault"
+    try:
+        proc = subprocess.run(
             [str(tool) if tool.exists() else "ansible-vault", "encrypt", "--vault-password-file",
-             str(password_file), str(vault)],
-            check=True, capture_output=True, timeout=120,
+             str(password_file), "--output", str(sealed), "-"],
+            input=json.dumps(plain), text=True, capture_output=True, timeout=120, check=False,
         )  # fmt: skip
+        if proc.returncode != 0 or not sealed.read_text(encoding="utf-8").startswith(
+            "$ANSIBLE_VAULT"
+        ):
+            why = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+            raise InfrastructureError(
+                f"ansible-vault could not encrypt the demo secrets: {redact(why)[:300]}",
+                where=str(folder),
+                fix="check that ansible-core is installed in this environment, then run again",
+            )
+        os.chmod(sealed, 0o600)
+        os.replace(sealed, vault)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise InfrastructureError(
+            f"ansible-vault could not encrypt the demo secrets: {type(exc).__name__}",
+            where=str(folder),
+            fix="check that ansible-core is installed in this environment, then run again",
+        ) from None
+    finally:
+        sealed.unlink(missing_ok=True)
     return password_file
 
 

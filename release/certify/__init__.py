@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,8 @@ from release.certify.checks import (
 from release.config import ReleaseConfig
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
     from cvmfs.backends.base import Backend
     from cvmfs.layout import Layout
 from release.errors import BadInput, CheckFailed, InfrastructureError, ReleaseError
@@ -145,19 +146,39 @@ def _targets(template: str, hosts: dict[str, str]) -> list[tuple[str, str]]:
     return [("", template)]
 
 
-def _legacy_key(config: ReleaseConfig, env_name: str) -> str | None:
+def _legacy_key(config: ReleaseConfig, env_name: str) -> SecretStr | None:
+    """The key, checked by its shape before any request is made (never echoed)."""
+    from release.credentials import legacy_key_from_env, read_legacy_key_file
+
     settings = config.environment(env_name).certify
     if settings.legacy_key_file:
-        path = config.resolve_path(settings.legacy_key_file)
-        try:
-            return path.read_text(encoding="utf-8").strip() or None
-        except OSError as exc:
-            raise BadInput(
-                f"environment {env_name}: cannot read certify.legacy_key_file {path}: {exc.strerror}",
-                fix="point legacy_key_file at the legacy-exchange key, or set "
-                f"{settings.legacy_key_env} instead",
-            ) from None
-    return os.environ.get(settings.legacy_key_env) or None
+        return read_legacy_key_file(
+            config.resolve_path(settings.legacy_key_file),
+            env_name=settings.legacy_key_env,
+            setting=f"environment {env_name}: certify.legacy_key_file",
+        )
+    return legacy_key_from_env(settings.legacy_key_env)
+
+
+def _check_url(template: str, source: str) -> None:
+    """A DiracX URL must be http(s) and carry no credentials (they would land in records)."""
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(template.replace("{address}", "a").replace("{host}", "h"))
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadInput(
+            f"{source} is not an http(s) URL with a host",
+            fix="give the DiracX base URL, e.g. https://diracx.example.org or http://{address}:8000",
+        )
+    if parts.username is not None or parts.password is not None:
+        raise BadInput(
+            f"{source} carries credentials (user:password@): they would be stored with the record",
+            fix="remove them from the URL; the token comes from the legacy exchange",
+        )
 
 
 def certify_release(
@@ -171,13 +192,15 @@ def certify_release(
     product_name, _ = config.product(env.product)
     tag = parse_version_arg(version).tag
     settings = env.certify
+    template = url or settings.url
+    if template is not None:
+        _check_url(template, "--url" if url else f"environment {env_name}: certify.url")
     key = _legacy_key(config, env_name)
     started = time.monotonic()
     digests: dict[str, str] = {}
     checks = _cvmfs_checks(config, env_name, tag, digests)
     if url is None:
         checks += _host_checks(config, env_name, tag)
-    template = url or settings.url
     if template is None:
         checks.append(
             skipped("diracx", "DiracX", env_name, "no DiracX URL: set certify.url or pass --url")

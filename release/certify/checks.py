@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from release.credentials import redact
+
 PASSED, FAILED, SKIPPED, UNREACHABLE = "passed", "failed", "skipped", "unreachable"
 
 
@@ -47,8 +49,11 @@ def run_check(group: str, name: str, target: str, body: Callable[[], str]) -> Ch
         evidence, result = str(exc), FAILED
     except Unreachable as exc:
         evidence, result = str(exc), UNREACHABLE
-    return Check(group, name, target, result, evidence, round(time.monotonic() - started, 3))
+    # Evidence is printed and recorded: whatever a server echoed, no secret of the run stays.
+    return Check(
+        group, name, target, result, redact(evidence), round(time.monotonic() - started, 3)
+    )
 
 
 def skipped(group: str, name: str, target: str, reason: str) -> Check:
-    return Check(group, name, target, SKIPPED, reason, 0.0)
+    return Check(group, name, target, SKIPPED, redact(reason), 0.0)

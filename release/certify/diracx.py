@@ -11,6 +11,7 @@ import functools
 import time
 import urllib.parse
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from release.certify.checks import (
     PASSED,
@@ -23,6 +24,10 @@ from release.certify.checks import (
 )
 from release.certify.http import Client, Response
 from release.config import CertifySettings
+from release.credentials import remember
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
 
 GROUP_PUBLIC = "diracx"
 GROUP_TOKEN = "diracx-token"  # noqa: S105 (a check group name)
@@ -126,7 +131,7 @@ def public_checks(client: Client, settings: CertifySettings, issuer: str) -> lis
     return checks
 
 
-def token_checks(client: Client, settings: CertifySettings, key: str | None) -> list[Check]:
+def token_checks(client: Client, settings: CertifySettings, key: SecretStr | None) -> list[Check]:
     target = client.base
     names = ["token (legacy exchange)", "userinfo", "config ETag", "job submit", "job search",
              "job summary", "job reaches a final state"]  # fmt: skip
@@ -150,7 +155,9 @@ def token_checks(client: Client, settings: CertifySettings, key: str | None) -> 
                 "scope": f"vo:{settings.vo} group:{settings.group}",
             }
         )
-        response = client.get(f"/api/auth/legacy-exchange?{query}", bearer=f"diracx:legacy:{key}")
+        response = client.get(
+            f"/api/auth/legacy-exchange?{query}", bearer=f"diracx:legacy:{key.get_secret_value()}"
+        )
         if response.status != 200:
             raise CheckFailure(
                 f"legacy exchange: HTTP {response.status}"
@@ -158,7 +165,7 @@ def token_checks(client: Client, settings: CertifySettings, key: str | None) -> 
         token = (response.json() or {}).get("access_token")
         if not token:
             raise CheckFailure("legacy exchange answered without an access_token")
-        client.token = token
+        client.token = remember(str(token)).get_secret_value()
         return f"token for {settings.user} ({settings.vo}, {settings.group})"
 
     def userinfo() -> str:
