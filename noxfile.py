@@ -59,6 +59,14 @@ def publish(session: nox.Session) -> None:
 
 
 @nox.session
+def release(session: nox.Session) -> None:
+    """Release one tag through the pipeline, resuming where it stopped:
+    nox -s release -- --product DIRAC --tag v9.0.0a29 [--plan] [--promote]."""
+    session.install("-e", ".")
+    session.run("dirac-release", "run", *session.posargs)
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """The laptop demo on the embedded VO extension: nox -s demo [-- --until build]."""
     session.install("-e", ".")

@@ -87,6 +87,23 @@ def _already_published(
         return False
     same = _published_digest(backend, layout, bundles)
     if existing[tag_name].digest in (bundles.digest, "") and all(same.values()):
+        # "Already published" is a claim about what clients get: check the trees, not only the
+        # manifests, before making it (a damaged version is never reported as fine).
+        problems = [
+            f"Linux-{arch}: {problem}"
+            for arch in sorted(bundles.trees)
+            for problem in backend.verify_published(
+                layout.platform_dir(bundles.tag, arch), bundles.manifests[arch]
+            )
+        ]
+        if problems:
+            raise CheckFailed(
+                f"{tag_name} is published in {layout.repository} but no longer matches its "
+                f"manifests: {'; '.join(problems[:5])}",
+                fix="a published release is never overwritten: investigate the repository "
+                "(who changed it), restore the revision (cvmfs_server rollback), or release a "
+                "new version",
+            )
         result.status = "already published"
         result.revision = existing[tag_name].revision
         entries = backend.entries(layout.prefix)

@@ -116,7 +116,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from release.progress import Progress
 
     config = _load(args)
-    with Progress(enabled=not args.json, steps=5) as progress:
+    with Progress(enabled=_live(args), steps=5) as progress:
         report = build_release(
             config,
             version=args.version,
@@ -170,7 +170,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from release.publish import publish_release
 
     config = _load(args)
-    with Progress(enabled=not args.json, steps=6) as progress:
+    with Progress(enabled=_live(args), steps=6) as progress:
         result = publish_release(
             config,
             version=args.version,
@@ -273,6 +273,10 @@ def report_hosts(result: dict[str, Any], as_json: bool) -> None:
     )
 
 
+def _note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
 def _check_printed(check: Callable[[Any], None], result: Any, as_json: bool) -> None:
     """Run an outcome check on a result already printed; its error must not print JSON again."""
     try:
@@ -282,13 +286,18 @@ def _check_printed(check: Callable[[Any], None], result: Any, as_json: bool) -> 
         raise
 
 
+def _live(args: argparse.Namespace) -> bool:
+    """Whether to show progress on stderr: always for a person, with --json on request."""
+    return not args.json or bool(getattr(args, "progress", False))
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Upgrade an environment's hosts to a published version (rolling, canary first)."""
     from release.deploy import check_outcome, run_playbook
 
     action = "install" if args.install else "upgrade"
     result = run_playbook(_load(args), env_name=args.env, version=args.version, action=action,
-                          plan=args.plan, echo=not args.json)  # fmt: skip
+                          plan=args.plan, echo=_live(args))  # fmt: skip
     report_hosts(result, args.json)
     _check_printed(check_outcome, result, args.json)
     return 0
@@ -300,7 +309,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     result = run_playbook(
         _load(args), env_name=args.env, version=args.to, action="rollback",
-        plan=args.plan, echo=not args.json,
+        plan=args.plan, echo=_live(args),
     )  # fmt: skip
     report_hosts(result, args.json)
     _check_printed(check_outcome, result, args.json)
@@ -313,7 +322,8 @@ def cmd_certify(args: argparse.Namespace) -> int:
     from release.certify.report import COLUMNS, markdown, rows, write_junit
     from release.output import print_json, step_summary, table
 
-    record = certify_release(_load(args), env_name=args.env, version=args.version, url=args.url)
+    record = certify_release(_load(args), env_name=args.env, version=args.version, url=args.url,
+                             progress=_note if _live(args) else None)  # fmt: skip
     if args.junit:
         write_junit(record, args.junit.absolute())
     step_summary(markdown(record))
@@ -334,7 +344,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     result = promote_release(_load(args), version=args.version, source_env=args.source,
                              target_env=args.target, install=args.install, plan=args.plan,
-                             echo=not args.json)  # fmt: skip
+                             echo=_live(args))  # fmt: skip
     if args.json:
         print_json(result)
     else:
@@ -351,6 +361,73 @@ def cmd_promote(args: argparse.Namespace) -> int:
         )
     step_summary(f"### promote {result['version']} to {result['to']}\n\n"
                  + "\n".join(f"- {step['step']}: {step['result']}" for step in result["steps"]))  # fmt: skip
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Release one tag: build, publish, render, deploy, certify (and promote with --promote).
+
+    A rerun verifies what an earlier run finished and continues where it stopped.
+    """
+    from release.output import print_json, step_summary, table
+    from release.pipeline.contract import Context
+    from release.pipeline.runner import run_pipeline
+    from release.version import parse_version_arg
+
+    config = _load(args)
+    product, _ = config.product(args.product)
+    config.environment(args.env)
+    if args.promote:
+        config.environment(args.to)
+    live = _live(args)
+    ctx = Context(config, product, parse_version_arg(args.tag), env=args.env, production=args.to,
+                  install=args.install, live=live, note=_note if live else lambda text: None)  # fmt: skip
+    redo = set(args.redo or ())
+    run = run_pipeline(ctx, first=args.from_stage, last=args.until, plan=args.plan,
+                       promote=args.promote, redo=lambda stage: stage in redo)  # fmt: skip
+    data = run.as_dict()
+    data["ledger"] = str(ctx.ledger.path)
+    if args.json:
+        print_json(data)
+    else:
+        rows = [[r.stage, r.status.value, r.summary[:90], r.reason[:60], f"{r.seconds:.1f}"]
+                for r in run.results]  # fmt: skip
+        table(f"run {product} {run.tag}: {run.verdict} ({run.seconds:.0f} s)",
+              ["stage", "status", "result", "why", "seconds"], rows)  # fmt: skip
+        print(f"ledger: {ctx.ledger.path}", file=sys.stderr)
+    step_summary(f"### {product} {run.tag}: {run.verdict}\n\n| stage | status | result |\n|---|---|---|\n"
+                 + "\n".join(f"| {r.stage} | {r.status.value} | {r.summary} |" for r in run.results))  # fmt: skip
+    if run.error is not None:
+        run.error.result_printed = args.json  # type: ignore[attr-defined]
+        raise run.error
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Where each release stands, from the ledgers, and which version runs where."""
+    from release.output import print_json, table
+    from release.pipeline.status import STAGES, status
+
+    data = status(_load(args), args.product, args.version)
+    if args.json:
+        print_json(data)
+        return 0
+    for product, info in data["products"].items():
+        rows = []
+        for release in info["releases"]:
+            for stage in STAGES:
+                entry = release["stages"][stage]
+                rows.append([release["tag"] if stage == STAGES[0] else "", stage,
+                             "—" if entry is None else ("ok" if entry["ok"] else "FAILED"),
+                             entry["at"] if entry else "", entry["evidence"] if entry else ""])  # fmt: skip
+            if release["last_run"]:
+                rows.append(["", "last run", "", release["last_run"]["at"],
+                             release["last_run"]["verdict"]])  # fmt: skip
+        table(f"{product}: releases", ["release", "stage", "state", "when", "evidence"], rows)
+        env_rows = [[env, host, version] for env, hosts in info["environments"].items()
+                    for host, version in sorted(hosts.items())]  # fmt: skip
+        if env_rows:
+            table(f"{product}: what runs where", ["environment", "host", "version"], env_rows)
     return 0
 
 
@@ -406,6 +483,9 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+PIPELINE_STAGES = ("build", "publish", "render", "deploy", "certify", "promote")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dirac-release",
@@ -423,6 +503,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="release configuration (default: ./release.toml)",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    parser.add_argument(
+        "--progress",
+        action="store_true",
+        help="show live progress on stderr even with --json (a caller showing it to a person)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(
@@ -443,6 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             default=argparse.SUPPRESS,
             help="machine-readable output on stdout",
+        )
+        command.add_argument(
+            "--progress", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
         )
         return command
 
@@ -559,6 +647,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="abort: required; clears only a transaction whose process is gone",
     )
+
+    run = add("run", cmd_run, "release one tag through every stage, resuming where it stopped")
+    run.add_argument("--product", help="product of release.toml (default: the only one)")
+    run.add_argument("--tag", required=True, help="the release tag, e.g. v9.0.0a29")
+    run.add_argument("--from", dest="from_stage", choices=PIPELINE_STAGES,
+                     help="start at this stage (the earlier ones are not looked at)")  # fmt: skip
+    run.add_argument("--until", choices=PIPELINE_STAGES, help="stop after this stage")
+    run.add_argument("--plan", action="store_true", help="say what would run; change nothing")
+    run.add_argument("--promote", action="store_true",
+                     help="also promote to production (final releases only)")  # fmt: skip
+    run.add_argument("--env", default="certification", help="environment to deploy and certify")
+    run.add_argument("--to", default="production", help="environment promoted to")
+    run.add_argument("--install", action="store_true", help="first install on new hosts")
+    run.add_argument("--redo", action="append", choices=PIPELINE_STAGES,
+                     help="run this stage again even if it verifies (repeatable)")  # fmt: skip
+
+    status = add("status", cmd_status, "where each release stands, and which version runs where")
+    status.add_argument("--product", help="only this product")
+    status.add_argument("--version", help="only this release")
 
     demo = add("demo", cmd_demo, "run the pipeline on the embedded demo product", config=False)
     demo.add_argument(

@@ -8,6 +8,7 @@ was at that date) and hits the cache the second time.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -165,7 +166,6 @@ def prepare_secrets(workdir: Path) -> Path:
     import os
     import secrets
     import subprocess
-    import sys
 
     from release.credentials import read_legacy_key_file, redact, remember
     from release.errors import InfrastructureError
@@ -229,14 +229,18 @@ def _lab_stages(
     import json
     import os
     import subprocess
-    import sys
 
-    from release.lab import ROOTFS_CACHE, lab_hosts, prepare_rootfs
+    from release.lab import ROOTFS_CACHE, ROOTFS_NAME, lab_hosts, prepare_rootfs, rootfs_complete
 
+    say = _say(as_json)
     started = time.monotonic()
     password_file = prepare_secrets(workdir)
+    if not rootfs_complete(ROOTFS_CACHE / ROOTFS_NAME):
+        say(f"lab: building the hosts' Debian root filesystem once, in {ROOTFS_CACHE} "
+            "(debootstrap, about a minute) ...")  # fmt: skip
     rootfs = prepare_rootfs(ROOTFS_CACHE)
     names = [*CERTIFICATION_HOSTS, *PRODUCTION_HOSTS]
+    say(f"lab: starting {', '.join(names)} (network namespaces, sshd, runit) ...")
     stratum = workdir / "stratum" / REPOSITORY
     results: dict[str, Any] = {}
     with lab_hosts(
@@ -257,47 +261,32 @@ def _lab_stages(
                        "seconds": time.monotonic() - started})  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("DIRAC_RELEASE_")}
         env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(password_file)
-        commands = {
-            "deploy": ["deploy", "--env", "certification", "--version", DEMO_TAG, "--install"],
-            "certify": ["certify", "--env", "certification", "--version", DEMO_TAG,
-                        "--junit", str(workdir / "certification.junit.xml")],
-            "promote": ["promote", "--version", DEMO_TAG, "--install"],
-        }  # fmt: skip
-        doing = {
-            "deploy": f"deploying {DEMO_TAG} to {', '.join(CERTIFICATION_HOSTS)} (Ansible; DiracX and its task workers under runit)",
-            "certify": f"certifying {DEMO_TAG} on {', '.join(CERTIFICATION_HOSTS)}",
-            "promote": f"promoting {DEMO_TAG}: pro link, {', '.join(PRODUCTION_HOSTS)}, certification",
-        }
-        for stage in LAB_STAGES:
-            if not as_json:
-                print(f"{stage}: {doing[stage]} ...", file=sys.stderr, flush=True)
-            started = time.monotonic()
-            argv = [*net.exec_prefix(), sys.executable, "-m", "release", "--config", str(config_path),
-                    "--json", *commands[stage]]  # fmt: skip
-            proc = subprocess.run(
-                argv, env=env, stdout=subprocess.PIPE, text=True, timeout=1800, check=False
+        say(f"render, deploy, certify, promote: dirac-release run --from render --until {until} "
+            f"--promote --install, inside the lab network ...")  # fmt: skip
+        started = time.monotonic()
+        # --json for the result; --progress so a person sees each host's steps meanwhile.
+        argv = [*net.exec_prefix(), sys.executable, "-m", "release", "--config", str(config_path),
+                "--json", *([] if as_json else ["--progress"]), "run", "--tag", DEMO_TAG,
+                "--from", "render", "--until", until, "--promote", "--install"]  # fmt: skip
+        proc = subprocess.run(
+            argv, env=env, stdout=subprocess.PIPE, text=True, timeout=3600, check=False
+        )
+        data = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
+        results["lab_run"] = data
+        stages += _rows(data) if data else [
+            {"stage": "run", "result": f"exit {proc.returncode}", "seconds": time.monotonic() - started}
+        ]  # fmt: skip
+        junit = workdir / "certification.junit.xml"
+        if data and any(s["stage"] == "certify" and s["status"] == "done" for s in data["stages"]):
+            _write_junit(config_path, junit)
+        if proc.returncode != 0:
+            failed = next((s for s in data.get("stages", []) if s["status"] == "failed"), None)
+            raise CheckFailed(
+                f"the demo's {failed['stage'] if failed else 'lab'} stage failed (exit "
+                f"{proc.returncode})" + (f": {failed['summary']}" if failed else ""),
+                fix="see the messages above; run the demo again: it verifies what is done and "
+                "continues from there",
             )
-            data = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
-            results[stage] = data
-            if stage == "deploy":
-                summary = ", ".join(
-                    f"{h['host']} {h['running']} ({h['result']})" for h in data.get("hosts", [])
-                )
-            elif stage == "certify":
-                counts = data.get("counts", {})
-                summary = (f"{'passed' if data.get('passed') else 'FAILED'}: {counts.get('passed')} passed, "
-                           f"{counts.get('skipped')} skipped, {counts.get('failed')} failed")  # fmt: skip
-            else:
-                summary = "; ".join(step["result"] for step in data.get("steps", [])[1:])
-            stages.append({"stage": stage, "result": summary or f"exit {proc.returncode}",
-                           "seconds": time.monotonic() - started})  # fmt: skip
-            if proc.returncode != 0:
-                raise CheckFailed(
-                    f"the demo's {stage} stage failed (exit {proc.returncode})",
-                    fix=f"run it again to see the details: {' '.join(commands[stage])}",
-                )
-            if stage == until:
-                break
     # The hosts' overlay layers (installed versions, DiracX state: hundreds of MB) go with them.
     from release.lab import mounts_under
 
@@ -307,11 +296,17 @@ def _lab_stages(
 
 
 def run_demo(*, workdir: Path, until: str = STAGES[-1], as_json: bool = False) -> int:
-    """Run the stages that exist, in order, stopping after `until`."""
+    """The release pipeline on the demo product, stopping after `until`.
+
+    Build and publish run here; render, deploy, certify and promote run as one
+    `dirac-release run` inside the lab hosts' network. A rerun in the same folder verifies
+    what the previous one finished and continues from there, as `run` does.
+    """
     from release import gitinfo
-    from release.cli import report_build
     from release.config import load_config
-    from release.output import print_json, table
+    from release.pipeline.contract import Context
+    from release.pipeline.runner import run_pipeline
+    from release.publish import init_repository
 
     if until not in STAGES:
         raise BadInput(f"unknown stage {until!r}", fix=f"choose one of: {', '.join(STAGES)}")
@@ -334,62 +329,135 @@ def run_demo(*, workdir: Path, until: str = STAGES[-1], as_json: bool = False) -
     )
     result: dict[str, Any] = {"workdir": str(workdir), "tag": info.as_dict(), "stages": stages}
     if until != "version":
-        from release.build import build_release
-        from release.progress import Progress
-
-        started = time.monotonic()
-        config = load_config(config_path)
-        with Progress(enabled=not as_json, steps=5) as progress:
-            report = build_release(config, version=DEMO_TAG, progress=progress)
-        cached = all(bundle.cached for bundle in report.bundles)
-        stages.append(
-            {
-                "stage": "build",
-                "result": f"{len(report.bundles)} bundles in {report.version_dir}"
-                + (" (cached)" if cached else ""),
-                "seconds": time.monotonic() - started,
-            }
-        )
-        result["build"] = report.as_dict()
-        if not as_json:
-            report_build(report, False)
-    if until not in ("version", "build"):
-        from release.cli import report_publication
-        from release.publish import init_repository, publish_release
-
-        started = time.monotonic()
         config = load_config(config_path)
         init_repository(config, None)
-        with Progress(enabled=not as_json, steps=6) as progress:
-            publication = publish_release(
-                config, version=DEMO_TAG, step=lambda text: progress.step("publish", text)
-            )
-        stages.append(
-            {
-                "stage": "publish",
-                "result": f"{publication['status']}: /cvmfs/{publication['repository']}/"
-                f"{publication['version_dir']} (revision {publication['revision']})",
-                "seconds": time.monotonic() - started,
-            }
-        )
-        result["publish"] = publication
-        if not as_json:
-            report_publication(publication, False)
+        ctx = Context(config, "vodemo", info.version, live=not as_json, note=_say(as_json))
+        run = run_pipeline(ctx, first="build", last="build" if until == "build" else "publish")
+        stages += _rows(run.as_dict())
+        result["pipeline"] = run.as_dict()
+        if run.error is not None:
+            _show(result, as_json)
+            run.error.result_printed = as_json  # type: ignore[attr-defined]
+            raise run.error
+    problem = None
     if until in LAB_STAGES:
-        from release.lab import lab_hosts_problem
-
-        problem = lab_hosts_problem()
+        problem = _lab_ready(as_json)
         if problem:
-            stages.append({"stage": "deploy", "result": f"not run: {problem}", "seconds": 0.0})
-            result["lab"] = problem
+            asked = list(LAB_STAGES[: LAB_STAGES.index(until) + 1])
+            for stage in asked:
+                stages.append({"stage": stage, "result": f"NOT RUN: {problem}", "seconds": 0.0})
+            result["not_run"] = {"stages": asked, "why": problem}
         else:
             result.update(_lab_stages(workdir, until, as_json, stages))
+    _show(result, as_json)
+    if problem:
+        # Stages nobody asked to skip did not run: that is not a successful demo.
+        from release.errors import InfrastructureError
+
+        error = InfrastructureError(
+            f"the demo stopped after publish: {', '.join(result['not_run']['stages'])} "
+            f"did not run: {problem}",
+            fix="run it as root on a Debian-like machine (it installs the missing packages "
+            "itself), or ask for less: dirac-release demo --until publish",
+        )
+        error.result_printed = as_json  # type: ignore[attr-defined]
+        raise error
+    return 0
+
+
+def _write_junit(config_path: Path, path: Path) -> None:
+    """The certification's checks as JUnit, from the ledger (CI systems show these)."""
+    from release.certify.report import write_junit
+    from release.config import load_config
+
+    config = load_config(config_path)
+    records = config.ledger("vodemo", DEMO_TAG).records("certify")
+    record = next((r for r in reversed(records) if r.get("environment") == "certification"), None)
+    if record is not None:
+        write_junit(record, path)
+
+
+def _say(as_json: bool) -> Any:
+    def say(text: str) -> None:
+        if not as_json:
+            print(text, file=sys.stderr, flush=True)
+
+    return say
+
+
+def _rows(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The demo's table rows for the stages a pipeline run was asked to do."""
+    return [
+        {
+            "stage": stage["stage"],
+            "result": (
+                f"{stage['summary']} (done before, verified)"
+                if stage["status"] == "verified"
+                else f"{stage['status'].upper()}: {stage['summary']}"
+                if stage["status"] in ("failed", "not run")
+                else stage["summary"]
+            ),
+            "seconds": stage["seconds"],
+        }
+        for stage in run["stages"]
+        if stage["status"] != "skipped"
+    ]
+
+
+def _show(result: dict[str, Any], as_json: bool) -> None:
+    from release.output import print_json, table
+
+    result["outputs"] = _outputs(Path(result["workdir"]))
     if as_json:
         print_json(result)
-    else:
-        table(
-            "dirac-release demo",
-            ["stage", "result", "seconds"],
-            [[s["stage"], s["result"], f"{s['seconds']:.1f}"] for s in stages],
+        return
+    table(
+        "dirac-release demo",
+        ["stage", "result", "seconds"],
+        [[s["stage"], s["result"], f"{s['seconds']:.1f}"] for s in result["stages"]],
+    )
+    print("outputs:", file=sys.stderr)
+    for what, where in result["outputs"].items():
+        print(f"  {what:<14} {where}", file=sys.stderr)
+
+
+def _lab_ready(as_json: bool) -> str | None:
+    """None when lab hosts can run; installs their missing Debian packages when it can."""
+    import os
+
+    from release.lab import (
+        LabError,
+        install_lab_packages,
+        lab_hosts_problem,
+        missing_lab_packages,
+    )
+
+    problem = lab_hosts_problem()
+    missing = missing_lab_packages()
+    if problem and missing and os.geteuid() == 0 and shutil.which("apt-get"):
+        print(
+            f"lab hosts need {' '.join(missing)}: installing with apt-get (root, Debian-like)",
+            file=sys.stderr,
+            flush=True,
         )
-    return 0
+        try:
+            install_lab_packages(missing, echo=not as_json)
+        except LabError as exc:
+            return f"{problem} (installing them failed: {exc})"
+        lab_hosts_problem.cache_clear()
+        problem = lab_hosts_problem()
+    return problem
+
+
+def _outputs(workdir: Path) -> dict[str, str]:
+    """Where a person finds what the demo made (only what exists)."""
+    places = {
+        "work folder": workdir,
+        "configuration": workdir / "release.toml",
+        "bundles": workdir / "dist",
+        "stratum": workdir / "stratum" / REPOSITORY,
+        "ledgers": workdir / "state",
+        "rendered": workdir / "rendered",
+        "certification": workdir / "certification.junit.xml",
+    }
+    return {what: str(path) for what, path in places.items() if path.exists()}

@@ -135,7 +135,9 @@ def promote_release(
         steps.append({"step": "deploy", "result": ", ".join(f"{h['host']} {h['result']}" for h in deployment["hosts"]),
                       "hosts": deployment["hosts"]})  # fmt: skip
         deploy_outcome(deployment)
-        record = certify_release(config, env_name=target_env, version=tag)
+        record = certify_release(
+            config, env_name=target_env, version=tag, progress=_note if echo else None
+        )
         steps.append({"step": "certify", "result": f"{'passed' if record['passed'] else 'FAILED'}: "
                       f"{record['counts']['passed']} passed, {record['counts']['failed']} failed",
                       "record_at": record["at"]})  # fmt: skip
@@ -151,3 +153,9 @@ def promote_release(
     if not result["passed"]:
         raise CheckFailed(f"{tag} was promoted but {target_env} did not certify")
     return result
+
+
+def _note(text: str) -> None:
+    import sys
+
+    print(text, file=sys.stderr, flush=True)

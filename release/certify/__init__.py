@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from release.certify.checks import (
@@ -182,9 +183,28 @@ def _check_url(template: str, source: str) -> None:
 
 
 def certify_release(
-    config: ReleaseConfig, *, env_name: str, version: str, url: str | None = None
+    config: ReleaseConfig,
+    *,
+    env_name: str,
+    version: str,
+    url: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run every check, record the certification in the ledger, return the record."""
+    """Run every check, record the certification in the ledger, return the record.
+
+    `progress` hears one line per group of checks as it ends: the DiracX checks alone can take
+    a minute (health polling, a job walked to Done), which a person should see happen.
+    """
+
+    def note(group: str, found: list[Check]) -> None:
+        if progress is not None and found:
+            counts = {
+                kind: sum(c.result == kind for c in found)
+                for kind in (PASSED, FAILED, SKIPPED, UNREACHABLE)
+            }
+            text = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+            progress(f"  certify {group}: {text}")
+
     from release.certify.diracx import public_checks, token_checks
     from release.certify.http import Client
 
@@ -199,8 +219,11 @@ def certify_release(
     started = time.monotonic()
     digests: dict[str, str] = {}
     checks = _cvmfs_checks(config, env_name, tag, digests)
+    note("cvmfs", checks)
     if url is None:
-        checks += _host_checks(config, env_name, tag)
+        found = _host_checks(config, env_name, tag)
+        note("hosts", found)
+        checks += found
     if template is None:
         checks.append(
             skipped("diracx", "DiracX", env_name, "no DiracX URL: set certify.url or pass --url")
@@ -211,13 +234,15 @@ def certify_release(
                 address=env.hosts.get(host) or host, host=host
             )
             client = Client(target)
-            checks += public_checks(client, settings, issuer.rstrip("/"))
-            if any(c.result == UNREACHABLE for c in checks if c.target == client.base):
-                checks += [
+            found = public_checks(client, settings, issuer.rstrip("/"))
+            if any(c.result == UNREACHABLE for c in found):
+                found += [
                     skipped("diracx-token", "token checks", client.base, "DiracX unreachable")
                 ]
-                continue
-            checks += token_checks(client, settings, key)
+            else:
+                found += token_checks(client, settings, key)
+            note(f"DiracX {host or client.base}", found)
+            checks += found
     counts = {
         kind: sum(c.result == kind for c in checks)
         for kind in (PASSED, FAILED, SKIPPED, UNREACHABLE)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from release.lab import LabHost, LabNetwork, lab_hosts
+from tests.conftest import lab_skip
 from tests.publishing import make_bundle, service_files
 
 pytestmark = pytest.mark.lab
@@ -51,7 +52,7 @@ def lab(
     lab_rootfs: Path, stratum: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LabNetwork]:
     if shutil.which("ansible-playbook") is None:
-        pytest.skip("ansible-playbook is not installed (pip install ansible-core)")
+        lab_skip("ansible-playbook is not installed (pip install ansible-core)")
     work = tmp_path_factory.mktemp("ansiblelab")
     with lab_hosts(HOSTS, lab_rootfs, work, binds=[(stratum, f"/cvmfs/{REPO}", True)]) as net:
         yield net

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,40 +21,105 @@ pytestmark = pytest.mark.lab
 def test_demo_runs_every_stage_on_lab_hosts(
     demo_build: BuildReport, demo_workdir: Path, lab_rootfs: Path, tmp_path: Path
 ) -> None:
+    """The demo, interrupted during deploy as a person would (Ctrl-C), then run again: the
+    rerun verifies build and publish instead of redoing them and finishes every stage."""
     work = tmp_path / "demo"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIRAC_RELEASE_")}
     env["DIRAC_RELEASE_CACHE"] = str(demo_workdir / ".cache")  # the session's build: a cache hit
     if os.environ.get("DIRAC_RELEASE_AARCH64_SYSROOT"):  # set by demo_build: the same smoke test
         env["DIRAC_RELEASE_AARCH64_SYSROOT"] = os.environ["DIRAC_RELEASE_AARCH64_SYSROOT"]
+    argv = [sys.executable, "-m", "release", "demo", "--workdir", str(work)]
+    first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             env=env)  # fmt: skip
+    seen: list[str] = []
+    try:
+        for line in first.stderr or ():  # the live progress a person sees
+            seen.append(line)
+            if line.startswith("TASK ["):  # Ansible is deploying to the hosts
+                first.send_signal(signal.SIGINT)
+                break
+        first.communicate(timeout=600)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode not in (0, None), "".join(seen)[-3000:]
+    text = "".join(seen)
+    assert "lab: starting cctbdirac01, cctbdirac02, diracprod01" in text
+    assert "deploy: " in text  # the pipeline said what it was doing
+    assert not [name for name in netns_names() if name.startswith(PREFIX)]
+
     proc = subprocess.run(
-        [sys.executable, "-m", "release", "--json", "demo", "--workdir", str(work)],
+        [*argv[:3], "--json", *argv[3:]],
         capture_output=True, text=True, env=env, timeout=1800, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(proc.stdout)
     stages = {s["stage"]: s["result"] for s in result["stages"]}
-    assert list(stages) == ["version", "build", "publish", "lab", "deploy", "certify", "promote"]
+    assert list(stages) == ["version", "build", "publish", "lab", "render", "deploy", "certify",
+                            "promote"]  # fmt: skip
+    # Resumed: what the interrupted run finished is verified, not redone.
+    assert stages["build"].endswith("(done before, verified)")
+    assert stages["publish"].endswith("(done before, verified)")
     assert stages["deploy"] == "cctbdirac01 v1.0.0 (installed), cctbdirac02 v1.0.0 (installed)"
     assert stages["certify"].startswith("passed:")
     assert "moved" in stages["promote"] and "diracprod01" in stages["promote"]
-    assert result["certify"]["passed"] and result["promote"]["passed"]
-    assert result["promote"]["certify"]["environment"] == "production"
+    assert result["lab_run"]["verdict"] == "complete"
 
     stratum = work / "stratum" / demo.REPOSITORY / "vodemo"
     assert os.readlink(stratum / "pro") == demo.DEMO_TAG
     ledger = json.loads((work / "state" / "vodemo" / demo.DEMO_TAG / "ledger.json").read_text())
-    assert [r["stage"] for r in ledger["records"]] == [
-        "build",
-        "publish",
-        "certify",
-        "certify",
-        "promote",
-    ]
+    records = [r for r in ledger["records"] if r["stage"] != "pipeline"]
+    assert [r["stage"] for r in records] == ["build", "publish", "certify", "certify", "promote"]
+    assert [r.get("environment") for r in records if r["stage"] == "certify"] == [
+        "certification", "production"
+    ]  # fmt: skip
+    assert all(r["passed"] for r in records if r["stage"] in ("certify", "promote"))
     assert 'failures="0"' in (work / "certification.junit.xml").read_text()
+    assert set(result["outputs"]) >= {"work folder", "ledgers", "certification", "stratum"}
     key = (work / "secrets" / "legacy-exchange.key").read_text().strip()
     assert (work / "secrets" / "legacy-exchange.key").stat().st_mode & 0o777 == 0o600
-    for text in (proc.stdout, proc.stderr, json.dumps(ledger)):
-        assert key not in text and "eyJ" not in text
+    for output in (text, proc.stdout, proc.stderr, json.dumps(ledger)):
+        assert key not in output and "eyJ" not in output
     # The lab hosts are gone: no namespace of a lab run is left (other modules' labs are
     # torn down with their module).
     assert not [name for name in netns_names() if name.startswith(PREFIX)]
+
+
+def test_without_root_the_demo_runs_what_it_can_and_does_not_succeed(
+    demo_build: BuildReport, demo_workdir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """As a user who is not root: version, build and publish run; the lab stages are named as
+    not run, with why, and the exit code says the demo did not finish (3), not success."""
+    from release.cli import main
+    from release.lab import lab_hosts_problem
+
+    for name in [n for n in os.environ if n.startswith("DIRAC_RELEASE_")]:
+        if name != "DIRAC_RELEASE_AARCH64_SYSROOT":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("DIRAC_RELEASE_CACHE", str(demo_workdir / ".cache"))
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    lab_hosts_problem.cache_clear()
+    try:
+        code = main(["--json", "demo", "--workdir", str(tmp_path / "demo")])
+    finally:
+        lab_hosts_problem.cache_clear()
+    out = capsys.readouterr()
+    assert code == 3, out.err[-2000:]
+    result = json.loads(out.out)  # one JSON document: the result, the error on stderr only
+    stages = {s["stage"]: s["result"] for s in result["stages"]}
+    assert list(stages) == ["version", "build", "publish", "deploy", "certify", "promote"]
+    assert stages["publish"].startswith("published")
+    for stage in ("deploy", "certify", "promote"):
+        assert (
+            stages[stage]
+            == "NOT RUN: lab hosts need root (network namespaces, overlay mounts, chroot)"
+        )
+    assert result["not_run"]["stages"] == ["deploy", "certify", "promote"]
+    assert "--until publish" in out.err and "did not run" in out.err
+    assert set(result["outputs"]) >= {"work folder", "bundles", "stratum", "ledgers"}
+    # Asking for less is a success.
+    lab_hosts_problem.cache_clear()
+    assert main(["--json", "demo", "--workdir", str(tmp_path / "demo"), "--until", "publish"]) == 0
+    lab_hosts_problem.cache_clear()

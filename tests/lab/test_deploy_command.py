@@ -16,6 +16,7 @@ import pytest
 from release.config import load_config
 from release.lab import LabHost, LabNetwork, lab_hosts
 from release.publish import init_repository, publish_release
+from tests.conftest import lab_skip
 from tests.publishing import make_bundle, service_files
 
 pytestmark = pytest.mark.lab
@@ -47,7 +48,7 @@ def site(
     lab_rootfs: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Path, LabNetwork]]:
     if shutil.which("ansible-playbook") is None:
-        pytest.skip("ansible-playbook is not installed (pip install ansible-core)")
+        lab_skip("ansible-playbook is not installed (pip install ansible-core)")
     root = tmp_path_factory.mktemp("deploysite")
     (root / "release.toml").write_text(CONFIG.format(repo=REPO, hosts='cctbdirac01 = "x"', key="k"))
     config = load_config(root / "release.toml", environ={})

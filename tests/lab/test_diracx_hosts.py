@@ -19,6 +19,7 @@ from release.build import BuildReport, build_release
 from release.config import load_config
 from release.lab import LabHost, LabNetwork, lab_hosts
 from release.publish import init_repository, publish_release
+from tests.conftest import lab_skip
 
 pytestmark = pytest.mark.lab
 REPO = "vodemo.egi.eu"
@@ -60,7 +61,7 @@ def site(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Site]:  # fmt: skip
     if shutil.which("ansible-playbook") is None:
-        pytest.skip("ansible-playbook is not installed (pip install ansible-core)")
+        lab_skip("ansible-playbook is not installed (pip install ansible-core)")
     root = tmp_path_factory.mktemp("diracxsite")
     demo.prepare_repository(root / demo.REPO_NAME)
     demo.add_release(root / demo.REPO_NAME, "v1.0.1")

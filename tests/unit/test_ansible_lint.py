@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.conftest import lab_skip
 
 ANSIBLE_DIR = Path(__file__).resolve().parents[2] / "ansible"
 
@@ -15,7 +15,7 @@ ANSIBLE_DIR = Path(__file__).resolve().parents[2] / "ansible"
 def test_ansible_content_is_lint_clean(tmp_path: Path) -> None:
     lint = shutil.which("ansible-lint")
     if lint is None:
-        pytest.skip("ansible-lint is not installed (pip install ansible-lint; CI installs it)")
+        lab_skip("ansible-lint is not installed (pip install ansible-lint; CI installs it)")
     env = {
         **os.environ,
         "NO_COLOR": "1",
