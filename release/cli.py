@@ -387,6 +387,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                        promote=args.promote, redo=lambda stage: stage in redo)  # fmt: skip
     data = run.as_dict()
     data["ledger"] = str(ctx.ledger.path)
+    if not args.plan:
+        from release.report import write_report
+
+        data["report"] = write_report(config, product, run.tag)
     if args.json:
         print_json(data)
     else:
@@ -395,11 +399,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         table(f"run {product} {run.tag}: {run.verdict} ({run.seconds:.0f} s)",
               ["stage", "status", "result", "why", "seconds"], rows)  # fmt: skip
         print(f"ledger: {ctx.ledger.path}", file=sys.stderr)
+        if "report" in data:
+            print(f"report: {data['report']['html']} (and .md)", file=sys.stderr)
     step_summary(f"### {product} {run.tag}: {run.verdict}\n\n| stage | status | result |\n|---|---|---|\n"
                  + "\n".join(f"| {r.stage} | {r.status.value} | {r.summary} |" for r in run.results))  # fmt: skip
     if run.error is not None:
         run.error.result_printed = args.json  # type: ignore[attr-defined]
         raise run.error
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write one release's report (self-contained HTML and Markdown) from its ledgers."""
+    from release.output import print_json, step_summary, table
+    from release.report import collect, markdown, write_report
+    from release.version import parse_version_arg
+
+    config = _load(args)
+    product, _ = config.product(args.product)
+    tag = parse_version_arg(args.version).tag
+    if not config.ledger(product, tag).path.is_file():
+        raise BadInput(
+            f"{product} {tag} has no ledger ({config.ledger(product, tag).path}): nothing to report",
+            fix="run a stage of that release first, or check --version and --config",
+        )
+    written = write_report(config, product, tag, args.out)
+    data = collect(config, product, tag)
+    step_summary(markdown(data))
+    if args.json:
+        print_json({**data, "written": written})
+        return 0
+    table(f"{product} {tag}: {data['run']['verdict'] if data['run'] else 'no pipeline run recorded'}",
+          ["stage", "status", "result", "seconds"],
+          [[s["stage"], s["status"], s["summary"][:90], f"{s['seconds']:.1f}"] for s in data["stages"]])  # fmt: skip
+    print(f"report: {written['html']}\n        {written['markdown']}", file=sys.stderr)
     return 0
 
 
@@ -662,6 +695,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--install", action="store_true", help="first install on new hosts")
     run.add_argument("--redo", action="append", choices=PIPELINE_STAGES,
                      help="run this stage again even if it verifies (repeatable)")  # fmt: skip
+
+    report = add("report", cmd_report, "write a release's report (self-contained HTML, Markdown)")
+    report.add_argument("--version", required=True, help="the release, e.g. v9.0.0a29")
+    report.add_argument("--product", help="product of release.toml (default: the only one)")
+    report.add_argument("--out", type=Path, help="folder for report.html and report.md "
+                        "(default: beside the release's ledger)")  # fmt: skip
 
     status = add("status", cmd_status, "where each release stands, and which version runs where")
     status.add_argument("--product", help="only this product")

@@ -93,9 +93,10 @@ cache_dir = "cache"
 """
 
 
-def write_config(root: Path, *, keep: int = 5, wait: float = 5) -> Path:
+def write_config(root: Path, *, keep: int = 5, wait: float = 5, extra: str = "") -> Path:
+    """release.toml for the synthetic product; `extra` appends tables (environments...)."""
     path = root / "release.toml"
-    path.write_text(CONFIG.format(keep=keep, wait=wait))
+    path.write_text(CONFIG.format(keep=keep, wait=wait) + extra)
     return path
 
 

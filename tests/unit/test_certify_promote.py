@@ -36,8 +36,7 @@ hosts = { diracprod01 = "10.77.0.21" }
 
 @pytest.fixture
 def site(tmp_path: Path, isolated_env: Path) -> Path:
-    path = write_config(tmp_path)
-    path.write_text(path.read_text() + ENV)
+    path = write_config(tmp_path, extra=ENV)
     config = load_config(path, environ={})
     init_repository(config, None)
     for tag in ("v1.0.0", "v1.1.0a1"):

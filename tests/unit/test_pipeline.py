@@ -34,8 +34,7 @@ hosts = { diracprod01 = "10.77.0.21" }
 
 @pytest.fixture
 def site(tmp_path: Path, isolated_env: Path) -> Path:
-    path = write_config(tmp_path)
-    path.write_text(path.read_text() + ENV)
+    path = write_config(tmp_path, extra=ENV)
     init_repository(load_config(path, environ={}), None)
     make_bundle(tmp_path / "dist", "v1.0.0")
     return tmp_path
