@@ -468,7 +468,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The whole pipeline on one machine, on the embedded demo product."""
     from release.demo import run_demo
 
-    return run_demo(workdir=args.workdir, until=args.until, as_json=args.json)
+    return run_demo(workdir=args.workdir, until=args.until, as_json=args.json, tag=args.tag)
 
 
 def cmd_sysroot(args: argparse.Namespace) -> int:
@@ -718,6 +718,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["version", "build", "publish", "deploy", "certify", "promote"],
         default="promote",
         help="stop after this stage (default: promote; deploy and later need root for lab hosts)",
+    )
+    demo.add_argument(
+        "--tag",
+        default="v1.0.0",
+        help="release this version of the demo product (default v1.0.0; a later one is "
+        "committed and tagged first, e.g. v1.0.1 to upgrade the hosts)",
     )
 
     sysroot = add(

@@ -223,7 +223,7 @@ def prepare_secrets(workdir: Path) -> Path:
 
 
 def _lab_stages(
-    workdir: Path, until: str, as_json: bool, stages: list[dict[str, Any]]
+    workdir: Path, until: str, as_json: bool, stages: list[dict[str, Any]], tag: str
 ) -> dict[str, Any]:
     """Deploy, certify and promote on lab hosts started for the demo and removed after it."""
     import json
@@ -266,7 +266,7 @@ def _lab_stages(
         started = time.monotonic()
         # --json for the result; --progress so a person sees each host's steps meanwhile.
         argv = [*net.exec_prefix(), sys.executable, "-m", "release", "--config", str(config_path),
-                "--json", *([] if as_json else ["--progress"]), "run", "--tag", DEMO_TAG,
+                "--json", *([] if as_json else ["--progress"]), "run", "--tag", tag,
                 "--from", "render", "--until", until, "--promote", "--install"]  # fmt: skip
         proc = subprocess.run(
             argv, env=env, stdout=subprocess.PIPE, text=True, timeout=3600, check=False
@@ -278,7 +278,7 @@ def _lab_stages(
         ]  # fmt: skip
         junit = workdir / "certification.junit.xml"
         if data and any(s["stage"] == "certify" and s["status"] == "done" for s in data["stages"]):
-            _write_junit(config_path, junit)
+            _write_junit(config_path, junit, tag)
         if proc.returncode != 0:
             failed = next((s for s in data.get("stages", []) if s["status"] == "failed"), None)
             raise CheckFailed(
@@ -295,7 +295,9 @@ def _lab_stages(
     return results
 
 
-def run_demo(*, workdir: Path, until: str = STAGES[-1], as_json: bool = False) -> int:
+def run_demo(
+    *, workdir: Path, until: str = STAGES[-1], as_json: bool = False, tag: str = DEMO_TAG
+) -> int:
     """The release pipeline on the demo product, stopping after `until`.
 
     Build and publish run here; render, deploy, certify and promote run as one
@@ -307,9 +309,17 @@ def run_demo(*, workdir: Path, until: str = STAGES[-1], as_json: bool = False) -
     from release.pipeline.contract import Context
     from release.pipeline.runner import run_pipeline
     from release.publish import init_repository
+    from release.version import parse_tag
 
     if until not in STAGES:
         raise BadInput(f"unknown stage {until!r}", fix=f"choose one of: {', '.join(STAGES)}")
+    wanted = parse_tag(tag, where="--tag")
+    if wanted.version.is_prerelease or wanted.version < parse_tag(DEMO_TAG).version:
+        raise BadInput(
+            f"--tag {tag}: the demo releases {DEMO_TAG} or a later final version",
+            fix=f"e.g. --tag v1.0.1 (a new release of the demo product after {DEMO_TAG})",
+        )
+    tag = wanted.tag
     workdir = workdir.absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "release.toml"
@@ -318,7 +328,9 @@ def run_demo(*, workdir: Path, until: str = STAGES[-1], as_json: bool = False) -
 
     started = time.monotonic()
     prepare_repository(workdir / REPO_NAME)
-    info = gitinfo.read_tag(workdir / REPO_NAME, DEMO_TAG)
+    if tag != DEMO_TAG:
+        add_release(workdir / REPO_NAME, tag)
+    info = gitinfo.read_tag(workdir / REPO_NAME, tag)
     channels = ", ".join(str(channel) for channel in info.version.channels)
     stages.append(
         {
@@ -348,7 +360,7 @@ def run_demo(*, workdir: Path, until: str = STAGES[-1], as_json: bool = False) -
                 stages.append({"stage": stage, "result": f"NOT RUN: {problem}", "seconds": 0.0})
             result["not_run"] = {"stages": asked, "why": problem}
         else:
-            result.update(_lab_stages(workdir, until, as_json, stages))
+            result.update(_lab_stages(workdir, until, as_json, stages, tag))
     _show(result, as_json)
     if problem:
         # Stages nobody asked to skip did not run: that is not a successful demo.
@@ -365,13 +377,13 @@ def run_demo(*, workdir: Path, until: str = STAGES[-1], as_json: bool = False) -
     return 0
 
 
-def _write_junit(config_path: Path, path: Path) -> None:
+def _write_junit(config_path: Path, path: Path, tag: str) -> None:
     """The certification's checks as JUnit, from the ledger (CI systems show these)."""
     from release.certify.report import write_junit
     from release.config import load_config
 
     config = load_config(config_path)
-    records = config.ledger("vodemo", DEMO_TAG).records("certify")
+    records = config.ledger("vodemo", tag).records("certify")
     record = next((r for r in reversed(records) if r.get("environment") == "certification"), None)
     if record is not None:
         write_junit(record, path)
