@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from release import names
 from release.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -74,11 +75,38 @@ EXAMPLES: dict[str, str] = {
     "smoke_imports": 'smoke_imports = ["DIRAC", "M2Crypto"]',
 }
 
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+def _control_char_path(value: Any, path: str = "") -> str | None:
+    """The key path of the first string holding NUL (or another C0 control but tab/newline)."""
+    if isinstance(value, str):
+        return path if any(ord(c) < 32 and c not in "\t\n\r" for c in value) else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str) and any(ord(c) < 32 for c in key):
+                return f"{path}.{names.shown(key)}".lstrip(".")
+            found = _control_char_path(item, f"{path}.{key}".lstrip("."))
+            if found is not None:
+                return found
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _control_char_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_control_chars(cls, data: Any) -> Any:
+        # A NUL in a path makes every file call raise; in a command or URL it is never meant.
+        where = _control_char_path({k: v for k, v in data.items() if k != "path"}
+                                   if isinstance(data, Mapping) else data)  # fmt: skip
+        if where is not None:
+            raise ValueError(f"{where or 'a value'} contains a NUL or control character")
+        return data
 
 
 class GitSource(_Frozen):
@@ -120,6 +148,12 @@ class Service(_Frozen):
     """A long-running process of a product, supervised by runit on the server hosts."""
 
     system: str = "DIRAC"
+
+    @field_validator("system")
+    @classmethod
+    def _system(cls, value: str) -> str:
+        return names.check("system", value)
+
     command: str = Field(min_length=1)
     environment: dict[str, str] = Field(default_factory=dict)
     health: str | None = None
@@ -148,6 +182,13 @@ class Product(_Frozen):
     smoke_imports: tuple[str, ...] | None = None
     repository: str | None = None
     services: dict[str, Service] = Field(default_factory=dict)
+
+    @field_validator("services")
+    @classmethod
+    def _service_names(cls, value: dict[str, Service]) -> dict[str, Service]:
+        for name in value:
+            names.check("service", name)
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -236,9 +277,9 @@ class Repository(_Frozen):
     backend: Literal["directory", "server"] = "directory"
     prefix: str = "dirac"
     links: tuple[str, ...] = ()
-    keep: int = Field(default=5, ge=1)
+    keep: int = Field(default=5, ge=1, strict=True)
     tag_format: str = "{product}-{tag}"
-    wait: float = Field(default=120.0, ge=0, le=7200)
+    wait: float = Field(default=120.0, ge=0, le=7200, strict=True)
     # directory backend: the stratum folder that holds <repository>/ (like /cvmfs)
     path: str | None = None
     # server backend: cvmfs_server on this node, or on `host` over SSH
@@ -254,34 +295,62 @@ class Repository(_Frozen):
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        parts = value.split("/")
-        if value.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        if len(value) > 255:
+            raise ValueError(f"prefix {names.shown(value)} is longer than 255 characters")
+        if value.startswith("/") or not value:
             raise ValueError(
                 "must be a relative path inside the repository, like 'dirac' or 'lhcb/dirac'"
             )
+        for segment in value.split("/"):
+            names.check("prefix segment", segment)
         return value
 
     @field_validator("links")
     @classmethod
     def _links(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from packaging.version import InvalidVersion, Version
+
         for name in value:
+            names.check("link", name)
             if name == "pro":
                 raise ValueError(
                     "'pro' is moved only by promotion; list only the links publish moves"
                 )
-            if not _NAME.match(name) or "/" in name:
-                raise ValueError(f"link name {name!r} must be a plain name like 'latest'")
+            try:
+                Version(name)
+            except InvalidVersion:
+                continue
+            raise ValueError(
+                f"link name {names.shown(name)} looks like a version: a release folder of that "
+                "name would collide with it; use a word like 'latest'"
+            )
         return value
 
     @field_validator("tag_format")
     @classmethod
     def _tag_format(cls, value: str) -> str:
+        import string
+
+        allowed = ("product", "tag", "version")
         try:
-            value.format(product="p", tag="v1", version="1")
-        except (KeyError, IndexError, ValueError) as exc:
+            parsed = list(string.Formatter().parse(value))
+        except ValueError as exc:
+            raise ValueError(f"tag_format {names.shown(value)}: {exc}") from None
+        for _, field, spec, conversion in parsed:
+            if field is None:
+                continue
+            if field not in allowed or spec or conversion:
+                raise ValueError(
+                    f"tag_format placeholder {{{names.shown(field)[1:-1]}"
+                    f"{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}} "
+                    f"is not allowed; use only {{product}}, {{tag}} or {{version}}, bare"
+                )
+        if not any(field in ("tag", "version") for _, field, _, _ in parsed):
             raise ValueError(
-                f"unknown placeholder {exc}; use {{product}}, {{tag}} or {{version}}"
-            ) from None
+                "tag_format must contain {tag} or {version}: every release needs its own CVMFS tag"
+            )
+        example = value.format(product="DIRAC", tag="v9.0.0a29", version="9.0.0a29")
+        names.check("tag_format gives a tag", example)
         return value
 
     @model_validator(mode="after")
@@ -301,8 +370,8 @@ class BuildSettings(_Frozen):
 
     out: str = "dist"
     cache_dir: str = Field(default_factory=_default_cache)
-    compression_level: int = Field(default=3, ge=0, le=9)
-    jobs: int = Field(default=2, ge=1, le=16)
+    compression_level: int = Field(default=3, ge=0, le=9, strict=True)
+    jobs: int = Field(default=2, ge=1, le=16, strict=True)
 
 
 class CertifySettings(_Frozen):
@@ -321,9 +390,9 @@ class CertifySettings(_Frozen):
     legacy_key_file: str | None = None
     legacy_key_env: str = "DIRAC_RELEASE_LEGACY_KEY"
     # Whether DiracX task workers run (then submitted jobs must reach a final state).
-    workers: bool = False
-    health_timeout: float = Field(default=60.0, gt=0, le=900)
-    job_timeout: float = Field(default=300.0, gt=0, le=3600)
+    workers: bool = Field(default=False, strict=True)
+    health_timeout: float = Field(default=60.0, gt=0, le=900, strict=True)
+    job_timeout: float = Field(default=300.0, gt=0, le=3600, strict=True)
 
     @model_validator(mode="after")
     def _token_target(self) -> CertifySettings:
@@ -340,9 +409,9 @@ class Environment(_Frozen):
     repository: str | None = None
     platform: PlatformName = "x86_64"
     hosts: dict[str, str] = Field(min_length=1)
-    batch: int = Field(default=1, ge=1)
-    max_fail_percentage: int = Field(default=0, ge=0, le=100)
-    keep: int = Field(default=3, ge=1)
+    batch: int = Field(default=1, ge=1, strict=True)
+    max_fail_percentage: int = Field(default=0, ge=0, le=100, strict=True)
+    keep: int = Field(default=3, ge=1, strict=True)
     ssh_user: str = "root"
     ssh_key: str | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
@@ -357,10 +426,7 @@ class Environment(_Frozen):
     def _unique(cls, value: dict[str, str]) -> dict[str, str]:
         seen: dict[str, str] = {}
         for name, address in value.items():
-            if not _NAME.match(name):
-                raise ValueError(
-                    f"host name {name!r} must start with a letter (letters, digits, _ . -)"
-                )
+            names.check("host", name)
             target = address or name
             if target in seen:
                 raise ValueError(
@@ -395,10 +461,21 @@ class ReleaseConfig(_Frozen):
         if not value:
             raise ValueError("at least one product is needed")
         for name in value:
-            if not _NAME.match(name):
-                raise ValueError(
-                    f"product name {name!r} must start with a letter (letters, digits, _ . -)"
-                )
+            names.check("product", name)
+        return value
+
+    @field_validator("repositories")
+    @classmethod
+    def _repository_names(cls, value: dict[str, Repository]) -> dict[str, Repository]:
+        for name in value:
+            names.check("repository", name, repository=True)
+        return value
+
+    @field_validator("environments")
+    @classmethod
+    def _environment_names(cls, value: dict[str, Environment]) -> dict[str, Environment]:
+        for name in value:
+            names.check("environment", name)
         return value
 
     @field_validator("platforms")
@@ -530,10 +607,24 @@ def _apply_env(
             section = data.setdefault(keys[0], {})
             if isinstance(section, dict):
                 section = dict(section)
-                section[keys[1]] = environ[var]
+                section[keys[1]] = _typed(var, keys, environ[var])
                 data[keys[0]] = section
                 used[".".join(keys)] = var
     return data, used
+
+
+def _typed(var: str, keys: tuple[str, ...], text: str) -> Any:
+    """An override's text as its field's type: the fields are strict, so convert explicitly."""
+    models: dict[str, type[BaseModel]] = {"build": BuildSettings, "state": StateSettings}
+    if models[keys[0]].model_fields[keys[1]].annotation is not int:
+        return text
+    if not re.fullmatch(r"[0-9]{1,6}", text.strip(), re.ASCII):
+        raise ConfigError(
+            f"{var}={names.shown(text)} is not a whole number",
+            where=f"${var}",
+            fix=f"set it to a number, e.g. {var}=2, or unset it to use release.toml",
+        )
+    return int(text)
 
 
 def _known_keys(loc: tuple[Any, ...]) -> list[str]:
@@ -605,7 +696,7 @@ def _format(error: Mapping[str, Any]) -> tuple[str, str]:
         and kind not in ("model_type", "dict_type")
         and not isinstance(error["input"], dict)
     ):
-        message = f"{message} (got {error['input']!r})"
+        message = f"{message} (got {names.shown(error['input'])})"
     return key, message
 
 
@@ -660,19 +751,60 @@ def parse_config(
         ) from None
 
 
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
+def _read_config(path: Path) -> str:
+    """The file's text: a regular file (a FIFO or device must not block), bounded, UTF-8."""
+    import stat
+
+    missing_fix = (
+        "pass --config PATH, create release.toml here, or try the embedded demo: dirac-release demo"
+    )
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConfigError(
+            "configuration file not found", where=str(path), fix=missing_fix
+        ) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise ConfigError(
+            f"cannot open the configuration: {getattr(exc, 'strerror', None) or exc}",
+            where=names.shown(str(path)),
+            fix=missing_fix,
+        ) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise ConfigError(f"the configuration is {kind}", where=str(path), fix=missing_fix)
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"the configuration is {info.st_size} bytes; a release.toml is far smaller "
+                f"(at most {MAX_CONFIG_BYTES})",
+                where=str(path),
+            )
+        data = os.read(fd, MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the configuration: {exc.strerror}", where=str(path)
+        ) from None
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"the configuration is not UTF-8 text (byte {exc.start})",
+            where=str(path),
+            fix="save release.toml as UTF-8",
+        ) from None
+
+
 def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> ReleaseConfig:
     """Read and validate a release.toml."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            "configuration file not found",
-            where=str(path),
-            fix="pass --config PATH, create release.toml here, or try the embedded demo: dirac-release demo",
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the configuration: {exc}", where=str(path)) from None
+    text = _read_config(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -680,6 +812,12 @@ def load_config(path: Path | str, environ: Mapping[str, str] | None = None) -> R
             f"not valid TOML: {exc}",
             where=str(path),
             fix="check quoting and brackets on that line; strings need double quotes",
+        ) from None
+    except RecursionError:
+        raise ConfigError(
+            "not valid TOML: arrays or tables nested too deeply",
+            where=str(path),
+            fix="a release.toml nests a few levels at most; check the brackets",
         ) from None
     return parse_config(data, path, environ)
 

@@ -105,12 +105,33 @@ def read_tag(path: StrPath, tag: str) -> TagInfo:
     repo = open_repo(path)
     commit = _tag_commit(repo, tag)
     if commit is None:
+        kind = _tag_object_type(repo, tag)
+        if kind is not None:
+            # The tag exists (and a listing shows it): saying "does not exist" would mislead.
+            raise BadInput(
+                f"tag {tag} points to a {kind}, not to a commit: there is nothing to build",
+                where=os.fspath(path),
+                fix=f"tag the release commit instead (git tag -f -a {tag} <commit>)",
+            )
         raise BadInput(
             f"tag {tag} does not exist in this repository",
             where=os.fspath(path),
             fix=_missing_tag_fix(_release_tags(repo), version),
         )
     return _tag_info(repo, tag, version, commit)
+
+
+def _tag_object_type(repo: git.Repo, name: str) -> str | None:
+    """What refs/tags/<name> finally points at (tree, blob...), or None when there is no tag."""
+    import git
+
+    try:
+        kind = repo.git.execute(
+            ["git", "cat-file", "-t", f"refs/tags/{name}^{{}}"], with_extended_output=False
+        )
+    except git.GitCommandError:
+        return None
+    return str(kind).strip() or None
 
 
 def release_tags(path: StrPath) -> list[tuple[ReleaseVersion, str]]:

@@ -76,6 +76,15 @@ def render_environment(
     inventory = {"all": {"children": {"dirac_servers": {"hosts": hosts}}}}
     base = (out or config.resolve_path("rendered")).absolute()
     target = base / env_name / tag
+    # Names are checked when the configuration loads; this is the second line of defence
+    # before anything below `base` is replaced.
+    if not target.resolve().is_relative_to(base.resolve()) or target.resolve() == base.resolve():
+        from release.errors import BadInput
+
+        raise BadInput(
+            f"rendering {env_name} {tag} would write outside {base}",
+            fix="use plain names for environments and tags in release.toml",
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{tag}-"))
     header = (

@@ -45,6 +45,9 @@ _LEGACY_TAG = re.compile(r"v\d+r\d+(?:p\d+)?(?:-pre\d+)?", re.IGNORECASE)
 _RELEASE_BRANCH = re.compile(r"rel-v(\d+)r(\d+)")
 
 
+MAX_TAG_LENGTH = 64
+
+
 def branch_series(branch: str | None) -> str | None:
     """The series a maintenance branch releases ("8.0" for rel-v8r0), None for other branches."""
     if branch is None:
@@ -204,6 +207,14 @@ def _parse(text: str, *, require_prefix: bool, where: str | None) -> ReleaseVers
 
     if not text:
         refuse(f"empty {kind}", generic_fix)
+    if len(text) > MAX_TAG_LENGTH:
+        # Never parse (or echo) a huge value: int() of thousands of digits raises, and a
+        # message must stay readable.
+        refuse(
+            f"{kind} {text[:20]!r}... is {len(text)} characters long; a release tag has at most "
+            f"{MAX_TAG_LENGTH}",
+            generic_fix,
+        )
     if any(ch.isspace() for ch in text):
         # Usually a copy-paste accident: say what the tag would be without it, if anything.
         stripped = "".join(text.split())
@@ -237,6 +248,16 @@ def _parse(text: str, *, require_prefix: bool, where: str | None) -> ReleaseVers
     if problem is not None:
         reason, fix = problem
         refuse(f"{kind} {text!r} {reason}", fix)
+    if len(version.release) != 3:
+        # v1.0, v1.0.0 and v1.0.0.0 are one version to PEP 440 but three tags and three release
+        # folders: only the X.Y.Z spelling exists.
+        refuse(
+            f"{kind} {text!r} has {len(version.release)} release number(s); DIRAC-family "
+            "releases have exactly three (X.Y.Z)",
+            f"Use {spell(_strip_extras(version))}."
+            if len(version.release) < 3 or not any(version.release[3:])
+            else "Tag the release as X.Y.Z, e.g. v9.0.1.",
+        )
     if require_prefix and not has_prefix:
         refuse(
             f"tag {text!r} lacks the 'v' prefix that DIRAC release tags carry",
@@ -276,6 +297,9 @@ def _policy_problem(version: Version, spell: Callable[[Version], str]) -> tuple[
 
 def _strip_extras(version: Version) -> Version:
     """``version`` reduced to release + pre-release: the part DIRAC's policy allows."""
-    release = ".".join(str(part) for part in version.release)
+    numbers = (*version.release, 0, 0)[: max(3, len(version.release))]
+    if len(numbers) > 3 and not any(numbers[3:]):
+        numbers = numbers[:3]
+    release = ".".join(str(part) for part in numbers)
     pre = "".join(str(part) for part in version.pre) if version.pre else ""
     return Version(release + pre)

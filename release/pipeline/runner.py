@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from release.errors import BadInput, ReleaseError
+from release.errors import BadInput, InfrastructureError, ReleaseError
 from release.pipeline.contract import Context, Stage, StageResult, StageStatus
 
 ORDER = ("build", "publish", "render", "deploy", "certify", "promote")
@@ -152,9 +152,20 @@ def _one(stage: Stage, ctx: Context, *, plan: bool, forced: str, run: PipelineRu
     ctx.note(f"{stage.name}: {'; '.join(stage.plan(ctx))} ({why}) ...")
     try:
         result = stage.run(ctx)
-    except ReleaseError as exc:
-        run.error = exc
-        return StageResult(stage.name, StageStatus.FAILED, exc.message, reason=why,
+    except (ReleaseError, OSError) as exc:
+        # An OSError a stage let through (a disk, a permission) is still the run's failure
+        # to record and show, not a crash that loses the table.
+        error = (
+            exc
+            if isinstance(exc, ReleaseError)
+            else InfrastructureError(
+                f"{stage.name}: {exc.strerror or exc}"
+                + (f": {exc.filename}" if exc.filename else ""),
+                fix="fix the cause, then run the same command again",
+            )
+        )
+        run.error = error
+        return StageResult(stage.name, StageStatus.FAILED, error.message, reason=why,
                            seconds=time.monotonic() - started)  # fmt: skip
     result.reason = why
     result.seconds = time.monotonic() - started

@@ -108,6 +108,7 @@ def test_without_root_the_demo_runs_what_it_can_and_does_not_succeed(
     out = capsys.readouterr()
     assert code == 3, out.err[-2000:]
     result = json.loads(out.out)  # one JSON document: the result, the error on stderr only
+    assert "stages" in result, out.out[-2000:] + out.err[-2000:]
     stages = {s["stage"]: s["result"] for s in result["stages"]}
     assert list(stages) == ["version", "build", "publish", "deploy", "certify", "promote"]
     assert stages["publish"].startswith("published")

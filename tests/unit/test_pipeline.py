@@ -262,3 +262,18 @@ def test_an_unknown_stage_is_bad_input(site: Path) -> None:
     with pytest.raises(BadInput):
         run_pipeline(ctx_for(site), first="compile")
     assert not os.path.exists(site / "state" / "vodemo" / "v1.0.0")
+
+
+def test_an_os_error_in_a_stage_is_a_recorded_failure(site: Path, tmp_path: Path) -> None:
+    stages = recording(tmp_path, set())
+
+    def full_disk(ctx: Context) -> StageResult:
+        raise OSError(28, "No space left on device", str(tmp_path / "dist"))
+
+    stages[1].run = full_disk  # type: ignore[method-assign]
+    run = run_pipeline(ctx_for(site), stages=stages)
+    assert run.error is not None and run.error.exit_code == 3
+    assert "No space left on device" in run.error.message
+    assert [r.status.value for r in run.results][:3] == ["done", "failed", "not run"]
+    record = ctx_for(site).ledger.latest("pipeline")
+    assert record is not None and record["verdict"].startswith("stopped at publish")
