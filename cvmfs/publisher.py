@@ -87,13 +87,14 @@ def _already_published(
         return False
     same = _published_digest(backend, layout, bundles)
     if existing[tag_name].digest in (bundles.digest, "") and all(same.values()):
-        # "Already published" is a claim about what clients get: check the trees, not only the
-        # manifests, before making it (a damaged version is never reported as fine).
+        # "Already published" is a claim about what clients get: look at the trees, not only
+        # at the manifests, before making it (a fast look: a rerun stays well under a second;
+        # `dirac-release run` and certify check every file's content).
         problems = [
             f"Linux-{arch}: {problem}"
             for arch in sorted(bundles.trees)
             for problem in backend.verify_published(
-                layout.platform_dir(bundles.tag, arch), bundles.manifests[arch]
+                layout.platform_dir(bundles.tag, arch), bundles.manifests[arch], shallow=True
             )
         ]
         if problems:

@@ -145,3 +145,29 @@ def check_tree(
                 problems.append(f"{exc.rel}: {exc.what}")
     problems.extend(unlisted(tree, {entry["path"] for entry in manifest["files"]}))
     return problems
+
+
+def metadata_problems(tree: Path, manifest: dict[str, Any], limit: int = 5) -> list[str]:
+    """A fast look at a published tree: every listed entry exists with its type, size, mode and
+    link target (one lstat each, no reading). What a rerun checks before it answers "already
+    published": damage that changes a file's size, type or mode is caught in well under a
+    second; the full content check (sha256) is `verify_published`.
+    """
+    problems: list[str] = []
+    for entry in manifest.get("files", []):
+        rel = entry["path"]
+        try:
+            st = os.lstat(tree / rel)
+        except OSError:
+            problems.append(f"{rel}: missing")
+        else:
+            if "link" in entry:
+                if not stat.S_ISLNK(st.st_mode) or os.readlink(tree / rel) != entry["link"]:
+                    problems.append(f"{rel}: not the link the manifest lists")
+            elif not stat.S_ISREG(st.st_mode):
+                problems.append(f"{rel}: not a regular file")
+            elif st.st_size != entry["size"] or _normal_mode(st.st_mode) != entry["mode"]:
+                problems.append(f"{rel}: differs from the manifest (size or mode)")
+        if len(problems) >= limit:
+            break
+    return problems

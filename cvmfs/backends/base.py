@@ -107,7 +107,13 @@ class Backend(Protocol):
 
     def read_manifest(self, rel: str) -> dict[str, Any] | None: ...
 
-    def verify_published(self, rel: str, manifest: dict[str, Any]) -> list[str]: ...
+    def verify_published(
+        self, rel: str, manifest: dict[str, Any], *, shallow: bool = False
+    ) -> list[str]:
+        """Problems of a published tree against its manifest. `shallow`: a fast look (what
+        exists, sizes, modes, links) for a rerun's "already published"; otherwise every
+        file's content."""
+        ...
 
     def entries(self, rel_dir: str) -> dict[str, str | None]: ...
 

@@ -106,11 +106,15 @@ class DirectoryBackend:
     def read_manifest(self, rel: str) -> dict[str, Any] | None:
         return mf.read_manifest(self.root / rel)
 
-    def verify_published(self, rel: str, manifest: dict[str, Any]) -> list[str]:
+    def verify_published(
+        self, rel: str, manifest: dict[str, Any], *, shallow: bool = False
+    ) -> list[str]:
+        from cvmfs.tree_check import metadata_problems
+
         tree = self.root / rel
         if not tree.is_dir():
             return [f"/{rel} is not published"]
-        return mf.verify_tree(tree, manifest)
+        return metadata_problems(tree, manifest) if shallow else mf.verify_tree(tree, manifest)
 
     def entries(self, rel_dir: str) -> dict[str, str | None]:
         """Names in a folder: symlink -> its target, anything else -> None."""

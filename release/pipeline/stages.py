@@ -86,6 +86,18 @@ class PublishStage:
                 product_name=ctx.product,
                 step=lambda text: progress.step("publish", text),
             )
+        if publication["status"] == "already published":
+            # The publisher's rerun looks at sizes and modes only: the pipeline, which reran
+            # this stage because something did not verify, checks every file again.
+            problem = self.verify(ctx)
+            if problem is not None:
+                from release.errors import CheckFailed
+
+                raise CheckFailed(
+                    f"{ctx.tag} is already published but {problem}",
+                    fix="a published release is never overwritten: investigate the repository, "
+                    "restore its revision, or release a new version",
+                )
         return _result(
             self.name,
             f"{publication['status']}: /cvmfs/{publication['repository']}/"

@@ -103,6 +103,19 @@ def test_a_damaged_publication_is_named_and_never_trusted(site: Path) -> None:
     assert again.verdict.startswith("stopped at publish")
 
 
+def test_damage_of_the_same_size_is_caught_by_the_content_check(site: Path) -> None:
+    run_pipeline(ctx_for(site), first="publish", last="render")
+    victim = site / "stratum" / "vodemo.egi.eu" / "vodemo" / "v1.0.0" / "Linux-x86_64" / "diracosrc"
+    size = victim.stat().st_size
+    victim.chmod(0o644)
+    victim.write_bytes(b"#" * size)
+    victim.chmod(0o444)
+    again = run_pipeline(ctx_for(site), first="publish", last="render")
+    publish = next(r for r in again.results if r.stage == "publish")
+    assert "diracosrc: differs from the manifest" in publish.reason
+    assert publish.status is StageStatus.FAILED and "already published but" in publish.summary
+
+
 def test_a_changed_bundle_is_named(site: Path) -> None:
     run_pipeline(ctx_for(site), first="publish", last="publish")
     sums = site / "dist" / "v1.0.0" / "SHA256SUMS"
