@@ -6,6 +6,7 @@ Kept thin and fast: only argparse is imported at start; each command imports its
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -746,14 +747,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
+    previous = _terminate_like_interrupt()
     try:
         return int(args.handler(args))
     except ReleaseError as error:
         _report_error(error, args.json)
         return error.exit_code
-    except KeyboardInterrupt:
-        print("interrupted: nothing was moved into place", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        # Ctrl-C, or SIGTERM (a cancelled CI job, systemd, kill): the same orderly stop, every
+        # clean-up on the way out has run (transactions aborted, lab hosts removed).
+        terminated = isinstance(stop, Terminated)
+        print(f"{'terminated' if terminated else 'interrupted'}: nothing was moved into place",
+              file=sys.stderr)  # fmt: skip
+        return 143 if terminated else 130
     except OSError as error:
         wrapped = ReleaseError(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
         _report_error(wrapped, args.json)
@@ -761,6 +767,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # the last line of defence: no raw traceback
         _report_error(_unexpected(error, args.command), args.json)
         return EXIT_INFRASTRUCTURE
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that the same clean-up as Ctrl-C runs."""
+
+
+def _terminate_like_interrupt() -> Any:
+    """Make SIGTERM unwind like Ctrl-C (main thread only); returns the handler it replaced."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def _unexpected(error: Exception, command: str) -> ReleaseError:

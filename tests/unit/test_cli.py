@@ -129,3 +129,36 @@ def test_version_of_a_missing_tag_lists_existing_ones(tmp_path: Path) -> None:
     assert "Nearest existing release tags: v1.0.0." in proc.stderr
     not_repo = run("version", "--repo", str(tmp_path), "--tag", "v1.0.0")
     assert not_repo.returncode == 2 and "not a git repository" in not_repo.stderr
+
+
+def test_sigterm_stops_like_ctrl_c(tmp_path: Path, isolated_env: Path) -> None:
+    """A publisher waiting for the repository lock is terminated: it stops in order (exit 143,
+    says so) and the transaction another process holds is untouched."""
+    import signal
+    import time
+
+    from cvmfs.backends.base import Owner
+    from cvmfs.backends.directory import DirectoryBackend
+    from release.config import load_config
+    from release.publish import init_repository
+    from tests.publishing import make_bundle, write_config
+
+    path = write_config(tmp_path, wait=60)
+    init_repository(load_config(path, environ={}), None)
+    make_bundle(tmp_path / "dist", "v1.0.0")
+    held = DirectoryBackend("vodemo.egi.eu", tmp_path / "stratum").open(
+        "vodemo", Owner.me("test"), 1
+    )
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "release", "--config", str(path), "publish", "--version", "v1.0.0"],
+            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2],
+        )  # fmt: skip
+        time.sleep(3)  # it is waiting for the lock by now
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 143, err
+        assert "terminated: nothing was moved into place" in err and "Traceback" not in err
+        assert not (tmp_path / "stratum" / "vodemo.egi.eu" / "vodemo" / "v1.0.0").exists()
+    finally:
+        held.abort()
