@@ -326,6 +326,9 @@ def test_ctrl_c_while_hosts_start(lab_rootfs: Path, tmp_path: Path, delay: float
         signal.raise_signal(signal.SIGINT)  # as a Ctrl-C in the terminal would
 
     previous = signal.signal(signal.SIGALRM, interrupt)
+    # A test run started in the background by a non-interactive shell inherits SIGINT ignored:
+    # give this test Python's own Ctrl-C handler whatever launched it.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         signal.setitimer(signal.ITIMER_REAL, delay)
         with pytest.raises(KeyboardInterrupt), lab_hosts(HOSTS, lab_rootfs, tmp_path / "w"):
@@ -333,6 +336,7 @@ def test_ctrl_c_while_hosts_start(lab_rootfs: Path, tmp_path: Path, delay: float
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     assert {n for n in netns_names() if n.startswith(ours)} <= netns_before
     assert mounts_under(tmp_path) == []
     assert rooted_under(tmp_path) == []
