@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -76,20 +77,49 @@ EXAMPLES: dict[str, str] = {
 }
 
 
-def _control_char_path(value: Any, path: str = "") -> str | None:
-    """The key path of the first string holding NUL (or another C0 control but tab/newline)."""
+#: Tables whose keys are names that become paths: their keys are judged by the name rule
+#: (release/names.py), so they get its message rather than the generic one below.
+NAME_TABLES = frozenset({"products", "repositories", "environments", "hosts", "services"})
+
+CONTROL_PROBLEM = "contains a control character (NUL, line break, tab...)"
+CONTROL_FIX = (
+    "remove the control character: a NUL in a path makes every file call fail, and in a "
+    "command, URL or name it is never meant (write \\u escapes only for printable text)"
+)
+
+
+def _has_control(text: str, *, allow_space_controls: bool) -> bool:
+    allowed = "\t\n\r" if allow_space_controls else ""
+    return any((ord(c) < 32 and c not in allowed) or ord(c) == 127 for c in text)
+
+
+def _control_char_path(value: Any, path: str = "", parent: str = "") -> tuple[str, str] | None:
+    """(key path, shown value) of the first string or key holding NUL or another control.
+
+    Tabs and line breaks are allowed in values (a command may span lines), never in keys.
+    Keys of NAME_TABLES are left to the name rule. Recursion is bounded by the TOML parser's
+    own nesting limit, which refuses deeper files before this runs.
+    """
     if isinstance(value, str):
-        return path if any(ord(c) < 32 and c not in "\t\n\r" for c in value) else None
+        if _has_control(value, allow_space_controls=True):
+            return path or "(top level)", names.shown(value)
+        return None
     if isinstance(value, Mapping):
         for key, item in value.items():
-            if isinstance(key, str) and any(ord(c) < 32 for c in key):
-                return f"{path}.{names.shown(key)}".lstrip(".")
-            found = _control_char_path(item, f"{path}.{key}".lstrip("."))
+            part = names.key_part(key)
+            here = f"{path}.{part}".lstrip(".")
+            if (
+                isinstance(key, str)
+                and parent not in NAME_TABLES
+                and _has_control(key, allow_space_controls=False)
+            ):
+                return here, names.shown(key)
+            found = _control_char_path(item, here, str(key))
             if found is not None:
                 return found
     if isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            found = _control_char_path(item, f"{path}[{index}]")
+            found = _control_char_path(item, f"{path}.{index}", parent)
             if found is not None:
                 return found
     return None
@@ -100,12 +130,18 @@ class _Frozen(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_control_chars(cls, data: Any) -> Any:
+    def _no_control_chars(cls, data: Any, info: ValidationInfo) -> Any:
         # A NUL in a path makes every file call raise; in a command or URL it is never meant.
-        where = _control_char_path({k: v for k, v in data.items() if k != "path"}
+        # parse_config scans the whole file itself (naming the key, next to the other
+        # errors) and says so in the context; this guards models built in code.
+        # `path` of the top model is a Path, not text from the file.
+        if info.context and info.context.get("control_checked"):
+            return data
+        found = _control_char_path({k: v for k, v in data.items() if k != "path"}
                                    if isinstance(data, Mapping) else data)  # fmt: skip
-        if where is not None:
-            raise ValueError(f"{where or 'a value'} contains a NUL or control character")
+        if found is not None:
+            where, value = found
+            raise names.BadValue(f"{where}: {value} {CONTROL_PROBLEM}", CONTROL_FIX)
         return data
 
 
@@ -144,6 +180,23 @@ def _source_kind(value: Any) -> str:
     return "index" if isinstance(value, IndexSource) else "git"
 
 
+def _ssh_target(what: str, value: str | None) -> str | None:
+    """An address or user that ends up as an ssh argument: never an option, never split.
+
+    `ssh -oProxyCommand=...` runs a command; an address starting with '-' would be read as
+    such an option by ssh (or by Ansible's ssh connection) rather than as a host.
+    """
+    if value and (value.startswith("-") or any(ch.isspace() for ch in value)):
+        raise names.BadValue(
+            f"{what} {names.shown(value)} starts with '-' or contains a space",
+            "give a host name or an IP address, like 'cctbdirac01.in2p3.fr' or '10.0.0.1'",
+        )
+    return value
+
+
+_SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}", re.ASCII)
+
+
 class Service(_Frozen):
     """A long-running process of a product, supervised by runit on the server hosts."""
 
@@ -157,6 +210,19 @@ class Service(_Frozen):
     command: str = Field(min_length=1)
     environment: dict[str, str] = Field(default_factory=dict)
     health: str | None = None
+
+    @field_validator("environment")
+    @classmethod
+    def _variables(cls, value: dict[str, str]) -> dict[str, str]:
+        # The run script says `export NAME=value` with NAME unquoted: anything but a shell
+        # identifier there is either a broken script or a command run by the service.
+        for name in value:
+            if not _SHELL_NAME.fullmatch(name):
+                raise names.BadValue(
+                    f"environment variable name {names.shown(name)} is not a shell identifier",
+                    "use letters, digits and '_', not starting with a digit, e.g. VODEMO_STATE",
+                )
+        return value
 
     @field_validator("command")
     @classmethod
@@ -206,8 +272,11 @@ class Product(_Frozen):
     @field_validator("python")
     @classmethod
     def _python(cls, value: str) -> str:
-        if not re.fullmatch(r"3\.(1[1-9]|[2-9]\d)", value):
-            raise ValueError(f"{value!r} is not a supported runtime Python (3.11 or newer)")
+        if not re.fullmatch(r"3\.(1[1-9]|[2-9][0-9])", value, re.ASCII):
+            raise names.BadValue(
+                f"{names.shown(value)} is not a supported runtime Python (3.11 or newer)",
+                'give major.minor as a string, e.g. python = "3.11"',
+            )
         return value
 
     @field_validator("requirements")
@@ -219,10 +288,12 @@ class Product(_Frozen):
             try:
                 req = Requirement(item)
             except InvalidRequirement as exc:
-                raise ValueError(f"{item!r} is not a valid requirement ({exc})") from None
+                raise ValueError(
+                    f"{names.shown(item)} is not a valid requirement ({names.clip(str(exc), 200)})"
+                ) from None
             if req.url:
                 raise ValueError(
-                    f"{item!r}: direct URLs cannot be locked reproducibly; pin a version"
+                    f"{names.shown(item)}: direct URLs cannot be locked reproducibly; pin a version"
                 )
         return value
 
@@ -261,9 +332,12 @@ class Platform(_Frozen):
     @field_validator("glibc")
     @classmethod
     def _glibc(cls, value: str) -> str:
-        match = re.fullmatch(r"2\.(\d+)", value)
+        match = re.fullmatch(r"2\.([0-9]{1,3})", value, re.ASCII)
         if not match or int(match.group(1)) < 17:
-            raise ValueError(f"{value!r} is not a manylinux glibc baseline (2.17 or newer)")
+            raise names.BadValue(
+                f"{names.shown(value)} is not a manylinux glibc baseline (2.17 or newer)",
+                'give it as a string, e.g. glibc = "2.28"',
+            )
         return value
 
     def python_platform(self, arch: str) -> str:
@@ -277,7 +351,7 @@ class Repository(_Frozen):
     backend: Literal["directory", "server"] = "directory"
     prefix: str = "dirac"
     links: tuple[str, ...] = ()
-    keep: int = Field(default=5, ge=1, strict=True)
+    keep: int = Field(default=5, ge=1, le=1000, strict=True)
     tag_format: str = "{product}-{tag}"
     wait: float = Field(default=120.0, ge=0, le=7200, strict=True)
     # directory backend: the stratum folder that holds <repository>/ (like /cvmfs)
@@ -295,12 +369,13 @@ class Repository(_Frozen):
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
+        fix = "a relative path inside the repository, like 'dirac' or 'lhcb/dirac'"
         if len(value) > 255:
-            raise ValueError(f"prefix {names.shown(value)} is longer than 255 characters")
-        if value.startswith("/") or not value:
-            raise ValueError(
-                "must be a relative path inside the repository, like 'dirac' or 'lhcb/dirac'"
+            raise names.BadValue(
+                f"prefix {names.shown(value)} is longer than 255 characters", f"use {fix}"
             )
+        if value.startswith("/") or not value:
+            raise names.BadValue(f"prefix {names.shown(value)} must be {fix}", f"use {fix}")
         for segment in value.split("/"):
             names.check("prefix segment", segment)
         return value
@@ -308,56 +383,135 @@ class Repository(_Frozen):
     @field_validator("links")
     @classmethod
     def _links(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from packaging.version import InvalidVersion, Version
-
         for name in value:
             names.check("link", name)
             if name == "pro":
                 raise ValueError(
                     "'pro' is moved only by promotion; list only the links publish moves"
                 )
-            try:
-                Version(name)
-            except InvalidVersion:
-                continue
-            raise ValueError(
-                f"link name {names.shown(name)} looks like a version: a release folder of that "
-                "name would collide with it; use a word like 'latest'"
+            if _looks_like_release(name):
+                raise names.BadValue(
+                    f"link name {names.shown(name)} looks like a release version or tag: a "
+                    "release folder of that name would collide with it",
+                    "name links with a word that is not a version, like 'latest'",
+                )
+        if len(set(value)) != len(value):
+            twice = sorted({name for name in value if value.count(name) > 1})
+            raise names.BadValue(
+                f"link {names.shown(twice[0])} is listed twice", "list each link once"
             )
         return value
 
     @field_validator("tag_format")
     @classmethod
     def _tag_format(cls, value: str) -> str:
+        """Only bare {product}, {tag}, {version}: str.format would otherwise reach attributes
+        and items of the values (or fail with a traceback at publish time), and a format
+        without {tag} or {version} gives every release the same CVMFS tag."""
         import string
 
         allowed = ("product", "tag", "version")
+        fix = 'use only {product}, {tag} and {version}, bare, e.g. tag_format = "{product}-{tag}"'
         try:
             parsed = list(string.Formatter().parse(value))
         except ValueError as exc:
-            raise ValueError(f"tag_format {names.shown(value)}: {exc}") from None
+            raise names.BadValue(
+                f"tag_format {names.shown(value)} is not a format: {exc}",
+                fix + " (write {{ and }} for literal braces)",
+            ) from None
         for _, field, spec, conversion in parsed:
             if field is None:
                 continue
             if field not in allowed or spec or conversion:
-                raise ValueError(
-                    f"tag_format placeholder {{{names.shown(field)[1:-1]}"
-                    f"{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}} "
-                    f"is not allowed; use only {{product}}, {{tag}} or {{version}}, bare"
+                written = (
+                    "{" + field + (f"!{conversion}" if conversion else "")
+                    + (f":{spec}" if spec else "") + "}"
+                )  # fmt: skip
+                raise names.BadValue(
+                    f"tag_format placeholder {names.shown(written)} is not allowed",
+                    fix,
                 )
         if not any(field in ("tag", "version") for _, field, _, _ in parsed):
-            raise ValueError(
-                "tag_format must contain {tag} or {version}: every release needs its own CVMFS tag"
+            raise names.BadValue(
+                f"tag_format {names.shown(value)} contains neither {{tag}} nor {{version}}: "
+                "every release needs its own CVMFS tag",
+                fix,
             )
         example = value.format(product="DIRAC", tag="v9.0.0a29", version="9.0.0a29")
-        names.check("tag_format gives a tag", example)
+        problem = names.name_problem(example)
+        if problem is not None:
+            raise names.BadValue(
+                f"tag_format {names.shown(value)} gives the tag {names.shown(example)}, which "
+                f"{problem}",
+                fix,
+            )
         return value
+
+    @model_validator(mode="after")
+    def _links_are_not_tags(self) -> Repository:
+        """A link that reads as this repository's tag of some release is refused.
+
+        Tags and links are different namespaces to CVMFS, but people (and `cvmfs` listings)
+        read them side by side: `latest` next to `vodemo-v1.0.0` is clear, a link named like a
+        tag is a release that is not one.
+        """
+        pattern = _tag_pattern(self.tag_format)
+        for name in self.links:
+            if pattern is not None and pattern.fullmatch(name):
+                raise names.BadValue(
+                    f"link name {names.shown(name)} reads as a tag of tag_format "
+                    f"{names.shown(self.tag_format)}: it would be taken for a release",
+                    "name links with a word that is not a version, like 'latest'",
+                )
+        return self
+
+    @field_validator("host", "user")
+    @classmethod
+    def _ssh_args(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _ssh_target(str(info.field_name), value)
 
     @model_validator(mode="after")
     def _backend_needs(self) -> Repository:
         if self.backend == "directory" and not self.path:
             raise ValueError("the directory backend needs 'path', the stratum folder")
         return self
+
+
+# Release-like spellings: a PEP 440 version with or without 'v' (what a version folder is
+# named, before or after normalisation), and the legacy vXrY[pZ] DIRAC tags.
+_VERSION_LIKE = r"[vV]?[0-9][0-9A-Za-z.!+_-]*"
+_LEGACY_LIKE = r"[vV][0-9]+r[0-9]+(?:p[0-9]+)?(?:-pre[0-9]+)?"
+
+
+def _looks_like_release(name: str) -> bool:
+    """Whether `name` could be (or be mistaken for) a release folder in the prefix.
+
+    Wider than PEP 440 on purpose: 'v1.2.3.x' or 'v2-beta' is no valid version but reads as
+    one, and a name that starts with a digit or 'v' + digit is never a useful link name.
+    """
+    return bool(
+        re.fullmatch(_LEGACY_LIKE, name, re.ASCII | re.IGNORECASE)
+        or re.fullmatch(_VERSION_LIKE, name, re.ASCII)
+    )
+
+
+def _tag_pattern(tag_format: str) -> re.Pattern[str] | None:
+    """A regex matching what `tag_format` gives for any product and release (None if invalid)."""
+    import string
+
+    parts: list[str] = []
+    try:
+        for literal, field, _spec, _conversion in string.Formatter().parse(tag_format):
+            parts.append(re.escape(literal))
+            if field == "product":
+                parts.append(r"[A-Za-z][A-Za-z0-9_.-]*")
+            elif field in ("tag", "version"):
+                parts.append(_VERSION_LIKE)
+            elif field is not None:
+                return None
+    except ValueError:
+        return None
+    return re.compile("".join(parts), re.ASCII)
 
 
 def _default_cache() -> str:
@@ -411,7 +565,7 @@ class Environment(_Frozen):
     hosts: dict[str, str] = Field(min_length=1)
     batch: int = Field(default=1, ge=1, strict=True)
     max_fail_percentage: int = Field(default=0, ge=0, le=100, strict=True)
-    keep: int = Field(default=3, ge=1, strict=True)
+    keep: int = Field(default=3, ge=1, le=1000, strict=True)
     ssh_user: str = "root"
     ssh_key: str | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
@@ -421,16 +575,22 @@ class Environment(_Frozen):
     secrets_file: str | None = None
     certify: CertifySettings = Field(default_factory=CertifySettings)
 
+    @field_validator("ssh_user")
+    @classmethod
+    def _ssh_user(cls, value: str) -> str:
+        return _ssh_target("ssh_user", value) or value
+
     @field_validator("hosts")
     @classmethod
     def _unique(cls, value: dict[str, str]) -> dict[str, str]:
         seen: dict[str, str] = {}
         for name, address in value.items():
             names.check("host", name)
+            _ssh_target(f"host {name}'s address", address)
             target = address or name
             if target in seen:
                 raise ValueError(
-                    f"duplicate host: {name} and {seen[target]} both point to {target}"
+                    f"duplicate host: {name} and {seen[target]} both point to {names.shown(target)}"
                 )
             seen[target] = name
         return value
@@ -501,8 +661,9 @@ class ReleaseConfig(_Frozen):
         ]
         for key, value, table in refs:
             if value is not None and value not in table:
-                raise ValueError(
-                    f"{key} names {value!r}, which is not defined (defined: {', '.join(table) or 'none'})"
+                raise names.BadValue(
+                    f"{key} names {names.shown(value)}, which is not defined",
+                    f"use one of the names defined: {', '.join(table) or 'none'}",
                 )
         return self
 
@@ -665,8 +826,12 @@ def _is_key(part: object) -> bool:
     )
 
 
-def _format(error: Mapping[str, Any]) -> tuple[str, str]:
-    """(key path, message) for one pydantic error, in the words of the file."""
+def _format(error: Mapping[str, Any]) -> tuple[str, str, str | None]:
+    """(key path, message, fix or None) for one pydantic error, in the words of the file.
+
+    Keys and values from the file are shown escaped and shortened (names.key_part,
+    names.shown): a 20 MB key or value must not make a 20 MB message.
+    """
     # Drop pydantic's own loc parts (union branches, validators, '[key]'): keep the file's keys.
     raw = [part for part in error["loc"] if _is_key(part)]
     source_kind = None
@@ -675,7 +840,7 @@ def _format(error: Mapping[str, Any]) -> tuple[str, str]:
             source_kind = raw.pop(index + 1)  # the discriminator's tag, not a key of the file
             break
     loc = tuple(raw)
-    key = ".".join(str(part) for part in loc) or "(top level)"
+    key = ".".join(names.key_part(part) for part in loc)
     kind = error["type"]
     if kind == "extra_forbidden":
         known = (
@@ -683,21 +848,26 @@ def _format(error: Mapping[str, Any]) -> tuple[str, str]:
             if source_kind
             else _known_keys(loc)
         )
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        last = str(loc[-1]) if loc else ""
+        close = difflib.get_close_matches(last, known, n=1) if len(last) <= 100 else []
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return key, f"unknown key{hint}; valid keys here: {', '.join(known)}"
+        return key, f"unknown key{hint}; valid keys here: {', '.join(known)}", None
     if kind == "missing":
-        return key, "required key is missing"
+        return key, "required key is missing", None
     if kind == "literal_error" and loc and loc[0] == "platforms":
-        return key, f"unknown platform; supported: {', '.join(KNOWN_PLATFORMS)}"
+        return key, f"unknown platform; supported: {', '.join(KNOWN_PLATFORMS)}", None
+    cause = (error.get("ctx") or {}).get("error")
     message = str(error["msg"]).removeprefix("Value error, ")
+    if isinstance(cause, names.BadValue):
+        # Our own refusals quote the value (shortened) and know their fix.
+        return key, names.clip(message, 600), cause.fix
     if (
         "input" in error
         and kind not in ("model_type", "dict_type")
         and not isinstance(error["input"], dict)
     ):
-        message = f"{message} (got {names.shown(error['input'])})"
-    return key, message
+        message = f"{names.clip(message, 400)} (got {names.shown(error['input'])})"
+    return key, names.clip(message, 600), None
 
 
 def _suggested_key(key: str, message: str) -> str:
@@ -719,36 +889,57 @@ def parse_config(
 ) -> ReleaseConfig:
     """Validate already-parsed TOML; errors name `path` and the key."""
     data, from_env = _apply_env(dict(data), os.environ if environ is None else environ)
+    found = _control_char_path(data)
+    control = None
+    if found is not None:
+        set_by = f" (set by {from_env[found[0]]})" if found[0] in from_env else ""
+        control = (found[0], f"{found[1]} {CONTROL_PROBLEM}{set_by}", CONTROL_FIX)
     try:
-        return ReleaseConfig.model_validate({**data, "path": path})
+        config = ReleaseConfig.model_validate(
+            {**data, "path": path}, context={"control_checked": True}
+        )
     except ValidationError as exc:
         errors = [_format(err) for err in exc.errors()]
         errors = [
-            (key, f"{message} (set by {from_env[key]})" if key in from_env else message)
-            for key, message in errors
+            (key, f"{message} (set by {from_env[key]})" if key in from_env else message, fix)
+            for key, message, fix in errors
         ]
-        seen: set[str] = set()
+        # A control character under a key already reported (a name refused by the name
+        # rule says so itself) is not reported twice.
+        if control is not None and not any(
+            control[0] == key or control[0].startswith(key + ".") for key, _, _ in errors if key
+        ):
+            errors.insert(0, control)
+        seen: set[tuple[str, str]] = set()
         lines: list[str] = []
         fixes: list[str] = []
-        for key, message in errors:
-            if key in seen:
+        examples: list[str] = []
+        for key, message, fix in errors:
+            if (key, message) in seen:
                 continue
-            seen.add(key)
-            lines.append(f"{key}: {message}")
+            seen.add((key, message))
+            lines.append(f"{key}: {message}" if key else message)
+            if fix and fix not in fixes:
+                fixes.append(fix)
             example = _example_for(_suggested_key(key, message))
-            if example and example not in fixes:
-                fixes.append(example)
-        fix = None
-        if fixes:
+            if example and example not in examples:
+                examples.append(example)
+        if len(lines) > 20:  # a file full of mistakes: the first ones, and how many more
+            lines = [*lines[:20], f"... and {len(lines) - 20} more"]
+        parts = list(fixes)
+        if examples:
             body = "\n".join(
-                "\n".join(f"  {line}" for line in example.splitlines()) for example in fixes
+                "\n".join(f"  {line}" for line in example.splitlines()) for example in examples
             )
-            fix = "example of a right value:\n" + body
+            parts.append("example of a right value:\n" + body)
         raise ConfigError(
             "; ".join(lines) if len(lines) == 1 else "\n  " + "\n  ".join(lines),
             where=str(path),
-            fix=fix,
+            fix="\n".join(parts) or None,
         ) from None
+    if control is not None:
+        raise ConfigError(f"{control[0]}: {control[1]}", where=str(path), fix=CONTROL_FIX)
+    return config
 
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -761,33 +952,52 @@ def _read_config(path: Path) -> str:
     missing_fix = (
         "pass --config PATH, create release.toml here, or try the embedded demo: dirac-release demo"
     )
+    where = (
+        str(path) if str(path).isprintable() and len(str(path)) <= 200 else names.shown(str(path))
+    )
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise ConfigError(
-            "configuration file not found", where=str(path), fix=missing_fix
-        ) from None
+        raise ConfigError("configuration file not found", where=where, fix=missing_fix) from None
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-        raise ConfigError(
-            f"cannot open the configuration: {getattr(exc, 'strerror', None) or exc}",
-            where=names.shown(str(path)),
-            fix=missing_fix,
-        ) from None
+        # A socket cannot even be opened (ENXIO): say what it is, not the errno's words.
+        try:
+            mode = os.stat(path).st_mode
+        except (OSError, ValueError):
+            mode = None
+        problem = (
+            "the configuration is not a regular file"
+            if mode is not None and not stat.S_ISREG(mode)
+            else f"cannot open the configuration: {getattr(exc, 'strerror', None) or exc}"
+        )
+        raise ConfigError(problem, where=where, fix=missing_fix) from None
+    too_large = (
+        f"the configuration is larger than {MAX_CONFIG_BYTES} bytes; a release.toml is far smaller"
+    )
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-            raise ConfigError(f"the configuration is {kind}", where=str(path), fix=missing_fix)
+            raise ConfigError(f"the configuration is {kind}", where=where, fix=missing_fix)
         if info.st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(
-                f"the configuration is {info.st_size} bytes; a release.toml is far smaller "
-                f"(at most {MAX_CONFIG_BYTES})",
-                where=str(path),
-            )
-        data = os.read(fd, MAX_CONFIG_BYTES + 1)
+            raise ConfigError(too_large, where=where, fix="check that --config names release.toml")
+        # Read to the end, never past the bound: files in /proc say size 0 and have content.
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_CONFIG_BYTES:
+            chunk = os.read(fd, MAX_CONFIG_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(too_large, where=where, fix="check that --config names release.toml")
+        data = b"".join(chunks)
     except OSError as exc:
         raise ConfigError(
-            f"cannot read the configuration: {exc.strerror}", where=str(path)
+            f"cannot read the configuration: {exc.strerror or exc}",
+            where=where,
+            fix="check that --config names a readable release.toml",
         ) from None
     finally:
         os.close(fd)
@@ -796,7 +1006,7 @@ def _read_config(path: Path) -> str:
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"the configuration is not UTF-8 text (byte {exc.start})",
-            where=str(path),
+            where=where,
             fix="save release.toml as UTF-8",
         ) from None
 

@@ -61,6 +61,32 @@ def _shipped_vars(env_name: str) -> dict[str, Any]:
     return dict(data)
 
 
+def _check_inside(base: Path, target: Path, env_name: str, tag: str) -> None:
+    """Refuse a target that is not a plain folder strictly inside `base`.
+
+    The target is deleted and replaced below; a link anywhere on its way (rendered/<env>
+    pointing elsewhere) or a name that climbs out must never make that delete reach a
+    folder the user did not give to render.
+    """
+    from release.errors import BadInput
+
+    resolved_base = base.resolve()
+    resolved = target.resolve()
+    if not resolved.is_relative_to(resolved_base) or resolved == resolved_base:
+        raise BadInput(
+            f"rendering {env_name} {tag} would write outside {base} (to {resolved})",
+            where=str(target),
+            fix="use plain names for environments in release.toml, and no links in "
+            f"{base} that lead out of it",
+        )
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise BadInput(
+            f"{target} is not a folder rendered by dirac-release (it is a link or a file)",
+            where=str(target),
+            fix="move it away, then render again",
+        )
+
+
 def render_environment(
     config: ReleaseConfig, env_name: str, version: str, out: Path | None = None
 ) -> dict[str, Any]:
@@ -78,13 +104,7 @@ def render_environment(
     target = base / env_name / tag
     # Names are checked when the configuration loads; this is the second line of defence
     # before anything below `base` is replaced.
-    if not target.resolve().is_relative_to(base.resolve()) or target.resolve() == base.resolve():
-        from release.errors import BadInput
-
-        raise BadInput(
-            f"rendering {env_name} {tag} would write outside {base}",
-            fix="use plain names for environments and tags in release.toml",
-        )
+    _check_inside(base, target, env_name, tag)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{tag}-"))
     header = (

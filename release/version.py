@@ -40,12 +40,18 @@ __all__ = [
 ]
 
 # v7r3p38, v6r22, v7r0-pre12, v6r20p3-pre1: DIRAC's own scheme before 8.0.
-_LEGACY_TAG = re.compile(r"v\d+r\d+(?:p\d+)?(?:-pre\d+)?", re.IGNORECASE)
+_LEGACY_TAG = re.compile(r"v[0-9]+r[0-9]+(?:p[0-9]+)?(?:-pre[0-9]+)?", re.IGNORECASE | re.ASCII)
 # rel-v8r0: the maintenance branch of one series, named in the legacy style on purpose.
-_RELEASE_BRANCH = re.compile(r"rel-v(\d+)r(\d+)")
+_RELEASE_BRANCH = re.compile(r"rel-v([0-9]{1,6})r([0-9]{1,6})", re.ASCII)
 
 
 MAX_TAG_LENGTH = 64
+_MAX_DIGITS = 6
+_NUMBER = rf"(?:0|[1-9][0-9]{{0,{_MAX_DIGITS - 1}}})"
+# What a release version is spelled as, exactly: X.Y.Z and an optional a/b/rc pre-release.
+_RELEASE_SPELLING = re.compile(
+    rf"{_NUMBER}\.{_NUMBER}\.{_NUMBER}(?:(?:a|b|rc){_NUMBER})?\Z", re.ASCII
+)
 
 
 def branch_series(branch: str | None) -> str | None:
@@ -244,6 +250,12 @@ def _parse(text: str, *, require_prefix: bool, where: str | None) -> ReleaseVers
     def spell(v: Version) -> str:
         return str(v) if keep_bare else "v" + str(v)
 
+    numbers = (*version.release, *(version.pre[1:] if version.pre else ()))
+    if any(number >= 10**_MAX_DIGITS for number in numbers):
+        refuse(
+            f"{kind} {text!r} has a number longer than {_MAX_DIGITS} digits",
+            f"Release tags are vX.Y.Z with numbers of at most {_MAX_DIGITS} digits, {_EXAMPLES}.",
+        )
     problem = _policy_problem(version, spell)
     if problem is not None:
         reason, fix = problem
@@ -267,6 +279,13 @@ def _parse(text: str, *, require_prefix: bool, where: str | None) -> ReleaseVers
         refuse(
             f"{kind} {text!r} is not in normalized PEP 440 form",
             f"Use {spell(version)} (the spelling wheels and release paths use).",
+        )
+    if not _RELEASE_SPELLING.fullmatch(text.removeprefix("v")):
+        # The last gate, whatever packaging accepts: ASCII digits only (re.ASCII: \d and
+        # int() take any script's digits), no leading zeros, bounded numbers.
+        refuse(
+            f"{kind} {text!r} has a number longer than {_MAX_DIGITS} digits",
+            f"Release tags are vX.Y.Z with numbers of at most {_MAX_DIGITS} digits, {_EXAMPLES}.",
         )
     return ReleaseVersion(version)
 

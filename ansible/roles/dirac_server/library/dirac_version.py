@@ -105,6 +105,16 @@ def verify_tree(tree):
     return problems
 
 
+def _fail_destination(module, versions, version, exc):
+    """Fail naming the install area that could not be written, and why."""
+    reason = exc.strerror or str(exc)
+    where = f" ({exc.filename})" if exc.filename and exc.filename != versions else ""
+    module.fail_json(
+        msg=f"cannot install {version}: the install area {versions} is not writable: "
+        f"{reason}{where}",
+    )
+
+
 def _link_target(path):
     try:
         return os.readlink(path)
@@ -216,10 +226,15 @@ def main():
             module.fail_json(msg=f"{src}/{MANIFEST} not found: is {version} published for {arch}?")
         if module.check_mode:
             module.exit_json(changed=True, path=tree)
-        os.makedirs(versions, exist_ok=True)
         tmp = os.path.join(versions, f".tmp-{version}-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
+        try:
+            os.makedirs(versions, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.makedirs(tmp)
+        except OSError as exc:
+            # The install area is what cannot be written (read-only, full, not ours): name
+            # it, not the source, which is only read.
+            _fail_destination(module, versions, version, exc)
         proc = subprocess.run(
             ["cp", "-a", "--", src, os.path.join(tmp, platform)],
             capture_output=True,
@@ -228,7 +243,10 @@ def main():
         )
         if proc.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
-            module.fail_json(msg=f"cp -a {src} failed: {proc.stderr.strip()}")
+            module.fail_json(
+                msg=f"cannot install {version} into {versions} (copying from {src}): "
+                + proc.stderr.strip()[-2000:]
+            )
         problems = verify_tree(os.path.join(tmp, platform))
         if problems:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -236,13 +254,17 @@ def main():
                 msg=f"the copy of {src} does not match its manifest: " + "; ".join(problems[:SHOW]),
                 problems=problems,
             )
-        if os.path.lexists(dest_version):
-            old = os.path.join(versions, f".old-{version}-{os.getpid()}")
-            os.rename(dest_version, old)
-            os.rename(tmp, dest_version)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, dest_version)
+        try:
+            if os.path.lexists(dest_version):
+                old = os.path.join(versions, f".old-{version}-{os.getpid()}")
+                os.rename(dest_version, old)
+                os.rename(tmp, dest_version)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, dest_version)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            _fail_destination(module, versions, version, exc)
         now = time.time()
         os.utime(dest_version, (now, now))
         module.exit_json(changed=True, path=tree, verified=True, repaired=damaged[:SHOW])
