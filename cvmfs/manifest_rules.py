@@ -115,8 +115,18 @@ def check_shape(data: object, label: str) -> dict[str, Any]:
     return data
 
 
+# The common case, decided by one match: ASCII components of safe characters, none of them
+# '.' or '..' (the full rules below give the reason for anything else).
+_COMPONENT = r"(?!\.\.?(?:/|\Z))[A-Za-z0-9_.+@=,~%-]{1,255}"
+_PLAIN_PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*\Z", re.ASCII)
+
+
 def path_problem(path: str) -> str | None:
     """Why a manifest path cannot be a name inside a bundle, or None when it can."""
+    if len(path) <= MAX_PATH and _PLAIN_PATH.match(path):
+        last = path.rpartition("/")[2]
+        if last not in RESERVED_NAMES and path != MANIFEST_REL:
+            return None
     if not path:
         return "is empty"
     if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH:

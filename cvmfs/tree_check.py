@@ -154,15 +154,16 @@ def metadata_problems(tree: Path, manifest: dict[str, Any], limit: int = 5) -> l
     second; the full content check (sha256) is `verify_published`.
     """
     problems: list[str] = []
+    base = os.fspath(tree) + "/"  # string joins: a Path per entry costs more than its lstat
     for entry in manifest.get("files", []):
         rel = entry["path"]
         try:
-            st = os.lstat(tree / rel)
+            st = os.lstat(base + rel)
         except OSError:
             problems.append(f"{rel}: missing")
         else:
             if "link" in entry:
-                if not stat.S_ISLNK(st.st_mode) or os.readlink(tree / rel) != entry["link"]:
+                if not stat.S_ISLNK(st.st_mode) or os.readlink(base + rel) != entry["link"]:
                     problems.append(f"{rel}: not the link the manifest lists")
             elif not stat.S_ISREG(st.st_mode):
                 problems.append(f"{rel}: not a regular file")
