@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from cvmfs import manifest_rules
+from cvmfs.errors import BadInput
 from cvmfs.safe_fs import NotSafe, open_regular_at, read_small
-from release.errors import BadInput
 
 #: No real manifest comes near this (10,000 files are ~2 MB); a larger one is refused unread.
 MAX_MANIFEST_BYTES = 256 << 20

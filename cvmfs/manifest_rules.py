@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
-from release.errors import BadInput
+from cvmfs.errors import BadInput
 
 SCHEMA = "dirac-release/manifest/v1"
 META_DIR = ".dirac-release"

@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 from cvmfs.backends.base import Backend, Owner
+from cvmfs.errors import BadInput, CheckFailed
 from cvmfs.layout import PRO_LINK, Layout
-from release.errors import BadInput, CheckFailed
 
 
 def _verify(

@@ -16,9 +16,9 @@ from typing import Any
 from cvmfs import failpoints
 from cvmfs.backends.base import Backend, Owner, Transaction
 from cvmfs.bundles import BundleSet
+from cvmfs.errors import BadInput, CheckFailed
 from cvmfs.layout import Layout
 from cvmfs.tree_check import check_tree
-from release.errors import BadInput, CheckFailed
 
 WHITELIST_WARN_S = 12 * 3600
 Step = Callable[[str], None]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from release.errors import BadInput
+from cvmfs.errors import BadInput
 from release.version import ReleaseVersion, parse_tag
 
 

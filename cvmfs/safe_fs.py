@@ -17,7 +17,7 @@ import stat
 from collections import OrderedDict
 from pathlib import Path
 
-from release.errors import BadInput
+from cvmfs.errors import BadInput
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC

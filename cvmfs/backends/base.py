@@ -122,7 +122,7 @@ class Backend(Protocol):
 
 def check_clearable(repository: str, held: OpenTransaction, publication: str | None) -> None:
     """Refuse to clear a live transaction, or (for a publication's rerun) another one's."""
-    from release.errors import InfrastructureError
+    from cvmfs.errors import InfrastructureError
 
     if not held.stale:
         raise InfrastructureError(

@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from cvmfs.backends.base import OpenTransaction, Owner, RepoStatus, Tag, check_clearable
+from cvmfs.errors import BadInput, InfrastructureError
 from cvmfs.manifest_rules import MANIFEST_REL, path_problem
 from cvmfs.safe_fs import DirHandles, check_no_link_on_path, read_small
 from cvmfs.tree_check import check_tree
 from release.build import manifest as mf
-from release.errors import BadInput, InfrastructureError
 
 #: Files are created read-only, without following a link, and never over an existing name.
 WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

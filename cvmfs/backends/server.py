@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cvmfs.backends.base import OpenTransaction, Owner, RepoStatus, Tag, check_clearable
+from cvmfs.errors import BadInput, InfrastructureError
 from cvmfs.tree_check import check_tree
 from release.build import manifest as mf
-from release.errors import BadInput, InfrastructureError
 
 if TYPE_CHECKING:
     from release.config import Repository
