@@ -424,8 +424,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"{product} {tag} has no ledger ({config.ledger(product, tag).path}): nothing to report",
             fix="run a stage of that release first, or check --version and --config",
         )
-    written = write_report(config, product, tag, args.out)
     data = collect(config, product, tag)
+    written = write_report(config, product, tag, args.out, data)
     step_summary(markdown(data))
     if args.json:
         print_json({**data, "written": written})

@@ -220,10 +220,16 @@ def html_page(data: dict[str, Any]) -> str:
 
 
 def write_report(
-    config: ReleaseConfig, product: str, tag: str, out: Path | None = None
+    config: ReleaseConfig,
+    product: str,
+    tag: str,
+    out: Path | None = None,
+    data: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """Write report.html and report.md beside the ledger (or into `out`); returns their paths."""
-    data = collect(config, product, tag)
+    """Write report.html and report.md beside the ledger (or into `out`); returns their paths.
+
+    `data` is what `collect` returned, when the caller has it already."""
+    data = data if data is not None else collect(config, product, tag)
     folder = (out or config.ledger(product, tag).path.parent).absolute()
     folder.mkdir(parents=True, exist_ok=True)
     page, text = folder / "report.html", folder / "report.md"
