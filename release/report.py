@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from release.config import ReleaseConfig
-
-STAGE_ORDER = ("build", "publish", "render", "deploy", "certify", "promote")
+from release.pipeline.stages import STAGE_NAMES as STAGE_ORDER
 
 
 def collect(config: ReleaseConfig, product: str, tag: str) -> dict[str, Any]:

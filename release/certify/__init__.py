@@ -92,7 +92,7 @@ def _cvmfs_checks(
     return checks
 
 
-def _host_checks(config: ReleaseConfig, env_name: str, tag: str) -> list[Check]:
+def host_checks(config: ReleaseConfig, env_name: str, tag: str) -> list[Check]:
     from release.deploy import run_playbook
 
     env = config.environment(env_name)
@@ -221,7 +221,7 @@ def certify_release(
     checks = _cvmfs_checks(config, env_name, tag, digests)
     note("cvmfs", checks)
     if url is None:
-        found = _host_checks(config, env_name, tag)
+        found = host_checks(config, env_name, tag)
         note("hosts", found)
         checks += found
     if template is None:

@@ -78,6 +78,13 @@ class Context:
         return self.config.ledger(self.product, self.tag)
 
 
+def done(name: str, summary: str, started: float, **evidence: Any) -> StageResult:
+    """The result of a stage that ran now and succeeded, timed from `started` (monotonic)."""
+    import time
+
+    return StageResult(name, StageStatus.DONE, summary, evidence, time.monotonic() - started)
+
+
 class Stage(Protocol):
     """One step of a release. `verify` returns None when an earlier run still holds, else why not."""
 

@@ -16,8 +16,7 @@ from typing import Any
 
 from release.errors import BadInput, InfrastructureError, ReleaseError
 from release.pipeline.contract import Context, Stage, StageResult, StageStatus
-
-ORDER = ("build", "publish", "render", "deploy", "certify", "promote")
+from release.pipeline.stages import STAGE_NAMES as ORDER
 
 
 @dataclass
@@ -87,9 +86,9 @@ def run_pipeline(
 ) -> PipelineRun:
     """Plan or run the stages from `first` to `last`; never raises for a stage's failure
     (the caller shows the table first): `PipelineRun.error` holds it."""
-    from release.pipeline.stages import STAGES
+    from release.pipeline.stages import all_stages
 
-    stages = list(stages if stages is not None else STAGES)
+    stages = list(stages if stages is not None else all_stages())
     start, end = _window(first, last)
     run = PipelineRun(ctx.product, ctx.tag, plan)
     started = time.monotonic()

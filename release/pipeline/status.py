@@ -13,8 +13,10 @@ from typing import Any
 
 from release.config import ReleaseConfig
 from release.ledger import Ledger
+from release.pipeline.stages import STAGE_NAMES
 
-STAGES = ("build", "publish", "deploy", "certify", "promote")
+# Render keeps no record of its own: what it made is the inventory on disk.
+STAGES = tuple(name for name in STAGE_NAMES if name != "render")
 
 
 def _evidence(stage: str, record: dict[str, Any]) -> str:

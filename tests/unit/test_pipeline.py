@@ -125,7 +125,7 @@ def test_a_changed_bundle_is_named(site: Path) -> None:
     # The publication itself still verifies: the bundle on disk is what changed, and build
     # (were it asked) would say so.
     assert publish.status is StageStatus.VERIFIED
-    from release.pipeline.stages import BuildStage
+    from release.build.stage import BuildStage
 
     assert BuildStage().verify(ctx_for(site)) == "never built"
 
@@ -290,3 +290,33 @@ def test_an_os_error_in_a_stage_is_a_recorded_failure(site: Path, tmp_path: Path
     assert [r.status.value for r in run.results][:3] == ["done", "failed", "not run"]
     record = ctx_for(site).ledger.latest("pipeline")
     assert record is not None and record["verdict"].startswith("stopped at publish")
+
+
+def test_every_stage_lives_in_its_own_folder_in_pipeline_order() -> None:
+    """The names the command line offers, the order the runner walks and the stage classes agree."""
+    import importlib
+
+    from release.pipeline.stages import STAGE_NAMES, all_stages
+
+    stages = all_stages()
+    assert [stage.name for stage in stages] == list(STAGE_NAMES) == list(ORDER)
+    for stage in stages:
+        module = importlib.import_module(type(stage).__module__)
+        assert module.__name__ == f"release.{stage.name}.stage"
+        for method in ("plan", "run", "verify"):
+            assert callable(getattr(stage, method))
+
+
+def test_the_command_line_imports_no_stage_at_start() -> None:
+    """Starting `dirac-release` must stay fast: no stage, pydantic or rich until a command runs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, release.cli; "
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'rich', 'yaml') "
+        "or m.endswith('.stage') or m in ('release.config', 'release.build', 'release.deploy')); "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -16,7 +16,9 @@ from release.errors import BadInput, CheckFailed
 from release.version import parse_version_arg
 
 
-def _gate(config: ReleaseConfig, product: str, tag: str, source_env: str) -> dict[str, Any]:
+def certification_gate(
+    config: ReleaseConfig, product: str, tag: str, source_env: str
+) -> dict[str, Any]:
     """The certification that allows this promotion, or BadInput saying what is missing."""
     from release.certify import manifest_digest, published_manifests
 
@@ -86,7 +88,7 @@ def promote_release(
             fix="tag a final version (e.g. "
             f"v{release_version.version.base_version}) and certify that one",
         )
-    certification = _gate(config, product, tag, source_env)
+    certification = certification_gate(config, product, tag, source_env)
     backend, layout, manifests = published_manifests(config, target_env, tag)
     missing = [arch for arch, manifest in manifests.items() if manifest is None]
     if missing:

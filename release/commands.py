@@ -1,0 +1,273 @@
+"""What each `dirac-release` command does: load the configuration, call its stage, hand the
+result to `release.present`. Every stage is imported inside its handler, so that starting the
+command line imports none of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from release import present
+from release.errors import BadInput
+
+if TYPE_CHECKING:
+    from release.config import ReleaseConfig
+
+
+def _load(args: argparse.Namespace) -> ReleaseConfig:
+    from release.config import load_config
+
+    return load_config(args.config)
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    """Validate a tag, or read the release facts of a repository."""
+    from release import gitinfo, version
+
+    branch = args.branch
+    if args.repo is None:
+        if args.tag is None:
+            raise BadInput("give --tag TAG to check a tag, or --repo PATH to read a repository")
+        info: dict[str, Any] = {"tag": args.tag}
+        release_version = version.parse_tag(args.tag)
+    else:
+        if args.next:
+            latest = gitinfo.latest_tag(args.repo, branch)
+            if latest is None:
+                raise BadInput(
+                    f"no release tag is reachable from {branch or 'HEAD'} in {args.repo}",
+                    fix="tag the first release by hand, e.g. git tag -a v1.0.0a1 -m v1.0.0a1",
+                )
+            release_version = version.next_version(latest.version)
+            info = {
+                "tag": release_version.tag,
+                "previous_tag": latest.tag,
+                "from_commit": latest.commit,
+            }
+        else:
+            tag = args.tag
+            if tag is None:
+                latest = gitinfo.latest_tag(args.repo, branch)
+                if latest is None:
+                    raise BadInput(
+                        f"no release tag is reachable from {branch or 'HEAD'} in {args.repo}"
+                    )
+                tag = latest.tag
+            facts = gitinfo.read_tag(args.repo, tag)
+            release_version = facts.version
+            info = facts.as_dict()
+    version.check_branch(release_version, branch)
+    info.update(
+        {
+            "version": str(release_version),
+            "prerelease": release_version.is_prerelease,
+            "channels": [str(channel) for channel in release_version.channels],
+            "branch": branch,
+        }
+    )
+    present.version_info(info, release_version.tag, args.json)
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build the bundles of one version for x86_64 and aarch64."""
+    from release.build import build_release
+    from release.progress import Progress
+
+    config = _load(args)
+    with Progress(enabled=_live(args), steps=5) as progress:
+        report = build_release(
+            config,
+            version=args.version,
+            product_name=args.product,
+            platform=args.platform,
+            out=args.out,
+            allow_dirty=args.allow_dirty,
+            refresh=args.refresh,
+            progress=progress,
+        )
+    present.build(report, args.json)
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Publish the bundles of one version to CVMFS, all platforms in one transaction."""
+    from release.progress import Progress
+    from release.publish import publish_release
+
+    config = _load(args)
+    with Progress(enabled=_live(args), steps=6) as progress:
+        result = publish_release(
+            config,
+            version=args.version,
+            product_name=args.product,
+            repository=args.repository,
+            out=args.out,
+            plan=args.plan,
+            step=lambda text: progress.step("publish", text),
+        )
+    present.publication(result, args.json)
+    return 0
+
+
+def cmd_cvmfs(args: argparse.Namespace) -> int:
+    """Inspect and maintain a CVMFS repository."""
+    from release import publish as stage
+
+    config = _load(args)
+    if args.action == "status":
+        present.repository_status(stage.repository_status(config, args.repository), args.json)
+    elif args.action == "gc":
+        present.retention(stage.collect_garbage(config, args.repository, plan=args.plan), args.json)
+    elif args.action == "init":
+        present.key_values(stage.init_repository(config, args.repository), args.json)
+    else:
+        present.key_values(stage.abort_stale(config, args.repository, stale=args.stale), args.json)
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """Write the inventory and variables of an environment, pinned to a version."""
+    from release.render import render_environment
+
+    result = render_environment(_load(args), args.env, args.version, args.out)
+    present.rendered(result, args.env, args.json)
+    return 0
+
+
+def _live(args: argparse.Namespace) -> bool:
+    """Whether to show progress on stderr: always for a person, with --json on request."""
+    return not args.json or bool(getattr(args, "progress", False))
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Upgrade an environment's hosts to a published version (rolling, canary first)."""
+    from release.deploy import check_outcome, run_playbook
+
+    action = "install" if args.install else "upgrade"
+    result = run_playbook(_load(args), env_name=args.env, version=args.version, action=action,
+                          plan=args.plan, echo=_live(args))  # fmt: skip
+    present.hosts(result, args.json)
+    present.check_printed(check_outcome, result, args.json)
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Roll an environment's hosts back to their previous version, or to a named one."""
+    from release.deploy import check_outcome, run_playbook
+
+    result = run_playbook(
+        _load(args), env_name=args.env, version=args.to, action="rollback",
+        plan=args.plan, echo=_live(args),
+    )  # fmt: skip
+    present.hosts(result, args.json)
+    present.check_printed(check_outcome, result, args.json)
+    return 0
+
+
+def cmd_certify(args: argparse.Namespace) -> int:
+    """Smoke-test a deployed version and record the certification in the ledger."""
+    from release.certify import certify_release, check_outcome
+    from release.certify.report import write_junit
+
+    record = certify_release(_load(args), env_name=args.env, version=args.version, url=args.url,
+                             progress=present.note if _live(args) else None)  # fmt: skip
+    if args.junit:
+        write_junit(record, args.junit.absolute())
+    present.certification(record, args.json)
+    present.check_printed(check_outcome, record, args.json)
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Promote a certified release: move pro, upgrade production, certify production."""
+    from release.promote import promote_release
+
+    result = promote_release(_load(args), version=args.version, source_env=args.source,
+                             target_env=args.target, install=args.install, plan=args.plan,
+                             echo=_live(args))  # fmt: skip
+    present.promotion(result, args.json)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Release one tag: build, publish, render, deploy, certify (and promote with --promote).
+
+    A rerun verifies what an earlier run finished and continues where it stopped.
+    """
+    from release.pipeline.contract import Context
+    from release.pipeline.runner import run_pipeline
+    from release.version import parse_version_arg
+
+    config = _load(args)
+    product, _ = config.product(args.product)
+    config.environment(args.env)
+    if args.promote:
+        config.environment(args.to)
+    live = _live(args)
+    ctx = Context(config, product, parse_version_arg(args.tag), env=args.env, production=args.to,
+                  install=args.install, live=live, note=present.note if live else lambda text: None)  # fmt: skip
+    redo = set(args.redo or ())
+    run = run_pipeline(ctx, first=args.from_stage, last=args.until, plan=args.plan,
+                       promote=args.promote, redo=lambda stage: stage in redo)  # fmt: skip
+    data = run.as_dict()
+    data["ledger"] = str(ctx.ledger.path)
+    if not args.plan:
+        from release.report import write_report
+
+        data["report"] = write_report(config, product, run.tag)
+    present.pipeline_run(run, data, args.json)
+    if run.error is not None:
+        run.error.result_printed = args.json  # type: ignore[attr-defined]
+        raise run.error
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write one release's report (self-contained HTML and Markdown) from its ledgers."""
+    from release.report import collect, write_report
+    from release.version import parse_version_arg
+
+    config = _load(args)
+    product, _ = config.product(args.product)
+    tag = parse_version_arg(args.version).tag
+    if not config.ledger(product, tag).path.is_file():
+        raise BadInput(
+            f"{product} {tag} has no ledger ({config.ledger(product, tag).path}): nothing to report",
+            fix="run a stage of that release first, or check --version and --config",
+        )
+    data = collect(config, product, tag)
+    written = write_report(config, product, tag, args.out, data)
+    present.release_report(data, written, args.json)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Where each release stands, from the ledgers, and which version runs where."""
+    from release.pipeline.status import status
+
+    present.release_status(status(_load(args), args.product, args.version), args.json)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The whole pipeline on one machine, on the embedded demo product."""
+    from release.demo import run_demo
+
+    return run_demo(workdir=args.workdir, until=args.until, as_json=args.json, tag=args.tag)
+
+
+def cmd_sysroot(args: argparse.Namespace) -> int:
+    """Prepare a foreign-architecture root filesystem for emulated smoke tests."""
+    from release.build.sysroot import prepare_sysroot
+
+    path = prepare_sysroot(args.dest.absolute(), arch=args.arch, python=args.python)
+    present.sysroot(path, args.arch, args.python, args.json)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Check a release.toml and show what it resolves to."""
+    present.configuration(_load(args), args.json)
+    return 0

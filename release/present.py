@@ -1,0 +1,299 @@
+"""How each command's result looks: a table for a person, JSON for a machine, Markdown for
+GitHub's job summary. The command handlers (`release.commands`) only fetch results and hand them
+here, so the look of a result is decided in one place and the stages never print tables.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from release.errors import ReleaseError
+
+if TYPE_CHECKING:
+    from release.pipeline.runner import PipelineRun
+
+
+def note(text: str) -> None:
+    """A line of live progress for the person watching: stderr, flushed at once."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def check_printed(check: Callable[[Any], None], result: Any, as_json: bool) -> None:
+    """Run an outcome check on a result already printed; its error must not print JSON again."""
+    try:
+        check(result)
+    except ReleaseError as error:
+        error.result_printed = as_json  # type: ignore[attr-defined]
+        raise
+
+
+def version_info(info: dict[str, Any], tag: str, as_json: bool) -> None:
+    from release.output import print_json, table
+
+    if as_json:
+        print_json(info)
+        return
+    rows = [
+        [key, ", ".join(value) if isinstance(value, list) else str(value)]
+        for key, value in info.items()
+        if value is not None
+    ]
+    table(f"Release {tag}", ["", ""], rows)
+
+
+def build(report: Any, as_json: bool) -> None:
+    from release.output import human_size, markdown_table, print_json, step_summary, table
+
+    data = report.as_dict()
+    if as_json:
+        print_json(data)
+        return
+    columns = ["platform", "distributions", "files", "size", "tarball sha256", "seconds", "smoke"]
+    rows = [
+        [
+            f"Linux-{b['platform']}",
+            str(b["distributions"]),
+            str(b["files"]),
+            human_size(b["size"]),
+            b["tarball_sha256"],
+            f"{b['seconds']:.1f}" + (" (cached)" if b["cached"] else ""),
+            b["smoke"],
+        ]
+        for b in data["platforms"]
+    ]
+    table(f"{data['product']} {data['tag']} → {data['out']}", columns, rows)
+    step_summary(
+        f"### Build of {data['product']} {data['tag']}\n\n" + markdown_table(columns, rows)
+    )
+
+
+def publication(result: dict[str, Any], as_json: bool) -> None:
+    from release.output import markdown_table, print_json, step_summary, table
+
+    if as_json:
+        print_json(result)
+        return
+    for line in result["notes"]:
+        print(line, file=sys.stderr)
+    if result["status"] == "planned":
+        table(
+            f"plan: publish {result['tag']} to {result['repository']}",
+            ["#", "action"],
+            [[str(i), action] for i, action in enumerate(result["actions"], 1)],
+        )
+        return
+    rows = [[path, result["status"], str(result["revision"])] for path in result["paths"]]
+    rows += [
+        [
+            f"/cvmfs/{result['repository']}/{result['version_dir'].rsplit('/', 1)[0]}/{name}",
+            f"-> {target}",
+            "",
+        ]
+        for name, target in result["links"].items()
+    ]
+    columns = ["path", "result", "revision"]
+    table(
+        f"{result['tag']} in {result['repository']} ({result['backend']}, {result['seconds']:.1f}s)",
+        columns,
+        rows,
+    )
+    step_summary(f"### Publication of {result['tag']}\n\n" + markdown_table(columns, rows))
+
+
+def repository_status(data: dict[str, Any], as_json: bool) -> None:
+    from release.output import print_json, table
+
+    if as_json:
+        print_json(data)
+        return
+    rows = [
+        ["exists", str(data["exists"])],
+        ["backend", data["backend"]],
+        ["revision", str(data["revision"])],
+        ["versions", ", ".join(data["versions"]) or "-"],
+        ["links", ", ".join(f"{k} -> {v}" for k, v in data["links"].items()) or "-"],
+        ["tags", ", ".join(t["name"] for t in data["tags"]) or "-"],
+        ["transactions", "; ".join(data["transactions"]) or "none open"],
+    ]
+    if data["whitelist_expires"]:
+        rows.append(["whitelist expires", data["whitelist_expires"]])
+    table(f"{data['repository']} (/{data['prefix']})", ["", ""], rows)
+
+
+def retention(data: dict[str, Any], as_json: bool) -> None:
+    from release.output import print_json, table
+
+    if as_json:
+        print_json(data)
+        return
+    rows = [
+        [name, "remove" if name in data["remove"] else "keep", data["reasons"][name]]
+        for name in sorted(data["reasons"])
+    ]
+    table(f"retention of {data['repository']}: {data['status']}", ["version", "action", "why"],
+          rows)  # fmt: skip
+
+
+def key_values(data: dict[str, Any], as_json: bool) -> None:
+    from release.output import print_json
+
+    if as_json:
+        print_json(data)
+        return
+    for key, value in data.items():
+        print(f"{key}: {value}")
+
+
+def rendered(result: dict[str, Any], env: str, as_json: bool) -> None:
+    from release.output import print_json, table
+
+    if as_json:
+        print_json(result)
+        return
+    rows = [[host, address] for host, address in result["hosts"].items()]
+    table(f"{env} {result['version']}: {result['inventory']}", ["host", "address"], rows)
+
+
+def hosts(result: dict[str, Any], as_json: bool) -> None:
+    from release.output import markdown_table, print_json, step_summary, table
+
+    if as_json:
+        print_json(result)
+        return
+    columns = ["host", "previous", "now running", "result", "changed"]
+    rows = [
+        [h["host"], h["previous"] or "-", h["running"] or "-", h["result"], str(h["changed"])]
+        for h in result["hosts"]
+    ]
+    title = f"{result['action']} of {result['version']} on {result['environment']}"
+    if result.get("plan"):
+        title += " (plan: check mode, nothing changed)"
+    table(f"{title}, {result['seconds']} s", columns, rows)
+    for host in result["hosts"]:
+        if host["reason"]:
+            print(f"{host['host']}: {host['reason']}", file=sys.stderr)
+    step_summary(
+        f"### {result['action']} {result['version']} ({result['environment']})\n\n"
+        + markdown_table(columns, rows)
+    )
+
+
+def certification(record: dict[str, Any], as_json: bool) -> None:
+    from release.certify.report import COLUMNS, markdown, rows
+    from release.output import print_json, step_summary, table
+
+    step_summary(markdown(record))
+    if as_json:
+        print_json(record)
+        return
+    verdict = "passed" if record["passed"] else "FAILED"
+    table(f"certify {record['version']} on {record['environment']}: {verdict} ({record['seconds']} s)",
+          COLUMNS, rows(record))  # fmt: skip
+
+
+def promotion(result: dict[str, Any], as_json: bool) -> None:
+    from release.output import print_json, step_summary, table
+
+    if as_json:
+        print_json(result)
+    else:
+        rows = [[step["step"], step["result"]] for step in result["steps"]]
+        if result["plan"]:
+            rows += [
+                ["", f"  {action}"]
+                for step in result["steps"]
+                for action in step.get("actions", [])
+            ]
+        title = f"promote {result['version']} from {result['from']} to {result['to']}"
+        table(
+            title + (" (plan: nothing changed)" if result["plan"] else ""), ["step", "result"], rows
+        )
+    step_summary(f"### promote {result['version']} to {result['to']}\n\n"
+                 + "\n".join(f"- {step['step']}: {step['result']}" for step in result["steps"]))  # fmt: skip
+
+
+def pipeline_run(run: PipelineRun, data: dict[str, Any], as_json: bool) -> None:
+    """The end of `run`: what happened per stage, and where every output is."""
+    from release.output import print_json, step_summary, table
+
+    if as_json:
+        print_json(data)
+    else:
+        rows = [[r.stage, r.status.value, r.summary[:90], r.reason[:60], f"{r.seconds:.1f}"]
+                for r in run.results]  # fmt: skip
+        table(f"run {run.product} {run.tag}: {run.verdict} ({run.seconds:.0f} s)",
+              ["stage", "status", "result", "why", "seconds"], rows)  # fmt: skip
+        print(f"ledger: {data['ledger']}", file=sys.stderr)
+        if "report" in data:
+            print(f"report: {data['report']['html']} (and .md)", file=sys.stderr)
+    step_summary(f"### {run.product} {run.tag}: {run.verdict}\n\n| stage | status | result |\n|---|---|---|\n"
+                 + "\n".join(f"| {r.stage} | {r.status.value} | {r.summary} |" for r in run.results))  # fmt: skip
+
+
+def release_report(data: dict[str, Any], written: dict[str, str], as_json: bool) -> None:
+    from release.output import print_json, step_summary, table
+    from release.report import markdown
+
+    step_summary(markdown(data))
+    if as_json:
+        print_json({**data, "written": written})
+        return
+    product, tag = data["product"], data["tag"]
+    table(f"{product} {tag}: {data['run']['verdict'] if data['run'] else 'no pipeline run recorded'}",
+          ["stage", "status", "result", "seconds"],
+          [[s["stage"], s["status"], s["summary"][:90], f"{s['seconds']:.1f}"] for s in data["stages"]])  # fmt: skip
+    print(f"report: {written['html']}\n        {written['markdown']}", file=sys.stderr)
+
+
+def release_status(data: dict[str, Any], as_json: bool) -> None:
+    from release.output import print_json, table
+    from release.pipeline.status import STAGES
+
+    if as_json:
+        print_json(data)
+        return
+    for product, info in data["products"].items():
+        rows = []
+        for release in info["releases"]:
+            for stage in STAGES:
+                entry = release["stages"][stage]
+                rows.append([release["tag"] if stage == STAGES[0] else "", stage,
+                             "—" if entry is None else ("ok" if entry["ok"] else "FAILED"),
+                             entry["at"] if entry else "", entry["evidence"] if entry else ""])  # fmt: skip
+            if release["last_run"]:
+                rows.append(["", "last run", "", release["last_run"]["at"],
+                             release["last_run"]["verdict"]])  # fmt: skip
+        table(f"{product}: releases", ["release", "stage", "state", "when", "evidence"], rows)
+        env_rows = [[env, host, version] for env, hosts in info["environments"].items()
+                    for host, version in sorted(hosts.items())]  # fmt: skip
+        if env_rows:
+            table(f"{product}: what runs where", ["environment", "host", "version"], env_rows)
+
+
+def configuration(config: Any, as_json: bool) -> None:
+    from release.output import print_json, table
+
+    if as_json:
+        print_json(config.model_dump(mode="json"))
+        return
+    rows = []
+    for name, product in config.products.items():
+        source = product.source
+        where = getattr(source, "git", None) or f"index: {getattr(source, 'index', '')}"
+        rows.append([name, product.distribution_name(name), where, product.python,
+                     ", ".join(product.requirements)])  # fmt: skip
+    table(f"{config.path}: valid", ["product", "distribution", "source", "python", "requirements"],
+          rows)  # fmt: skip
+    platforms = [[arch, p.python_platform(arch)] for arch, p in config.platforms.items()]
+    table("platforms", ["platform", "resolves for"], platforms)
+
+
+def sysroot(path: Any, arch: str, python: str, as_json: bool) -> None:
+    from release.output import print_json
+
+    if as_json:
+        print_json({"sysroot": str(path), "arch": arch, "python": python})
+    else:
+        print(f"{path} is ready; use it with: export DIRAC_RELEASE_AARCH64_SYSROOT={path}")

@@ -1,0 +1,89 @@
+"""The publish stage behind the pipeline's contract: its verify reads the publication itself
+(every file against its manifest), not the ledger's word that it happened.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from release.errors import ReleaseError
+from release.pipeline.contract import Context, StageResult, done
+
+
+class PublishStage:
+    name = "publish"
+
+    def plan(self, ctx: Context) -> list[str]:
+        _, product = ctx.config.product(ctx.product)
+        repo_name, repo = ctx.config.repository(None, product)
+        return [
+            f"publish {ctx.tag} to /cvmfs/{repo_name}/{repo.prefix}/{ctx.tag} (one transaction)"
+        ]
+
+    def run(self, ctx: Context) -> StageResult:
+        from release.progress import Progress
+        from release.publish import publish_release
+
+        started = time.monotonic()
+        with Progress(enabled=ctx.live, steps=6) as progress:
+            publication = publish_release(
+                ctx.config,
+                version=ctx.tag,
+                product_name=ctx.product,
+                step=lambda text: progress.step("publish", text),
+            )
+        if publication["status"] == "already published":
+            # The publisher's rerun looks at sizes and modes only: the pipeline, which reran
+            # this stage because something did not verify, checks every file again.
+            problem = self.verify(ctx)
+            if problem is not None:
+                from release.errors import CheckFailed
+
+                raise CheckFailed(
+                    f"{ctx.tag} is already published but {problem}",
+                    fix="a published release is never overwritten: investigate the repository, "
+                    "restore its revision, or release a new version",
+                )
+        return done(
+            self.name,
+            f"{publication['status']}: /cvmfs/{publication['repository']}/"
+            f"{publication['version_dir']} (revision {publication['revision']})",
+            started,
+            repository=publication["repository"],
+            revision=publication["revision"],
+            tag_name=publication.get("tag"),
+        )
+
+    def verify(self, ctx: Context) -> str | None:
+        from release.certify import manifest_digest, published_manifests
+
+        if not ctx.ledger.records("publish"):
+            return "never published"
+        try:
+            backend, layout, manifests = published_manifests(ctx.config, ctx.env, ctx.tag)
+        except ReleaseError as exc:
+            return f"the repository cannot be read: {exc.message}"
+        out = ctx.config.resolve_path(ctx.config.build.out).absolute()
+        for arch, manifest in manifests.items():
+            rel = layout.platform_dir(ctx.tag, arch)
+            if manifest is None:
+                return f"{layout.client_path(rel)} is not published any more"
+            problems = backend.verify_published(rel, manifest)
+            if problems:
+                return f"{layout.client_path(rel)}: {len(problems)} problem(s): {problems[0]}"
+            built = _built_manifest(out, ctx.tag, arch)
+            if built is not None and manifest_digest(built) != manifest_digest(manifest):
+                return f"{layout.client_path(rel)} is not the bundle built now"
+        return None
+
+
+def _built_manifest(out: Any, tag: str, arch: str) -> dict[str, Any] | None:
+    import json
+
+    path = out / tag / f"Linux-{arch}" / ".dirac-release" / "manifest.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
