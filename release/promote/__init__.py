@@ -76,6 +76,7 @@ def promote_release(
     from release.certify import certify_release, check_outcome, published_manifests
     from release.deploy import check_outcome as deploy_outcome
     from release.deploy import run_playbook
+    from release.present import note
 
     release_version = parse_version_arg(version)
     tag = release_version.tag
@@ -138,12 +139,14 @@ def promote_release(
                       "hosts": deployment["hosts"]})  # fmt: skip
         deploy_outcome(deployment)
         record = certify_release(
-            config, env_name=target_env, version=tag, progress=_note if echo else None
+            config, env_name=target_env, version=tag, progress=note if echo else None
         )
         steps.append({"step": "certify", "result": f"{'passed' if record['passed'] else 'FAILED'}: "
                       f"{record['counts']['passed']} passed, {record['counts']['failed']} failed",
                       "record_at": record["at"]})  # fmt: skip
-        result["certify"] = record
+        # The certification is its own record in the same ledger: point at it, do not copy it.
+        result["certify"] = {"at": record["at"], "environment": target_env,
+                             "passed": record["passed"], "counts": record["counts"]}  # fmt: skip
         result["passed"] = bool(record["passed"])
         check_outcome(record)
     except BaseException as exc:
@@ -155,9 +158,3 @@ def promote_release(
     if not result["passed"]:
         raise CheckFailed(f"{tag} was promoted but {target_env} did not certify")
     return result
-
-
-def _note(text: str) -> None:
-    import sys
-
-    print(text, file=sys.stderr, flush=True)
