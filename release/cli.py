@@ -315,12 +315,12 @@ def _unexpected(error: Exception, command: str) -> ReleaseError:
     and is not something an admin can act on: it is printed only with DIRAC_RELEASE_DEBUG=1,
     and then redacted too.
     """
-    import os
     import traceback
 
+    from release.config import overrides
     from release.credentials import redact
 
-    if os.environ.get("DIRAC_RELEASE_DEBUG") == "1":
+    if overrides.get("DEBUG") == "1":
         print(redact("".join(traceback.format_exception(error))), file=sys.stderr)
     text = redact(str(error).splitlines()[0] if str(error) else "")
     if len(text) > 200:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from release.build.layout import site_packages
+from release.config import overrides
 from release.errors import CheckFailed
 
 SYSROOT_ENV = "DIRAC_RELEASE_AARCH64_SYSROOT"
@@ -38,7 +39,7 @@ def _command(arch: str, python: str) -> tuple[list[str] | None, str]:
             return [found, "-I", "-B"], "native"
         return None, f"no python{python} on this machine"
     if arch == "aarch64":
-        sysroot = os.environ.get(SYSROOT_ENV)
+        sysroot = overrides.get(SYSROOT_ENV)
         qemu = shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
         if not sysroot:
             return None, f"set {SYSROOT_ENV} to an aarch64 root filesystem with python{python}"
