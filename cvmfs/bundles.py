@@ -18,14 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cvmfs import manifest_rules
+from cvmfs import bundle_contract, manifest_rules
 from cvmfs.errors import BadInput
 from cvmfs.safe_fs import NotSafe, open_regular_at, read_small
 
 #: No real manifest comes near this (10,000 files are ~2 MB); a larger one is refused unread.
 MAX_MANIFEST_BYTES = 256 << 20
 MAX_SUMS_BYTES = 1 << 20
-_SUMS_LINE = re.compile(r"^([0-9a-f]{64})  ([^\x00-\x1f/][^\x00-\x1f]*)$")
 
 
 @dataclass
@@ -84,17 +83,17 @@ def read_sums(path: Path, tag: str) -> dict[str, str]:
         ) from None
     sums: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
-        match = _SUMS_LINE.match(line)
-        name = match.group(2) if match else ""
-        if match is None or any(part in ("", ".", "..") for part in name.split("/")):
+        parsed = bundle_contract.parse_sums_line(line)
+        if parsed is None:
             raise BadInput(
                 f"SHA256SUMS line {number} is not '<sha256>  <relative name>'",
                 where=str(path),
                 fix=rebuild_fix(tag),
             )
+        name, digest = parsed
         if name in sums:
             raise BadInput(f"SHA256SUMS lists {name} twice", where=str(path), fix=rebuild_fix(tag))
-        sums[name] = match.group(1)
+        sums[name] = digest
     return sums
 
 
@@ -153,7 +152,7 @@ def read_manifest_file(tree: Path, arch: str, tag: str) -> tuple[dict[str, Any],
 def load_bundles(out: Path, product: str, tag: str, platforms: list[str]) -> BundleSet:
     """Load the bundles and check everything but the trees' content (see cvmfs.tree_check)."""
     version_dir = out / tag
-    sums_path = version_dir / "SHA256SUMS"
+    sums_path = version_dir / bundle_contract.SUMS_NAME
     sums = read_sums(sums_path, tag)
     bundles = BundleSet(product=product, tag=tag, version_dir=version_dir)
     for arch in platforms:
@@ -170,7 +169,7 @@ def load_bundles(out: Path, product: str, tag: str, platforms: list[str]) -> Bun
                 fix="publish the version the bundles were built for, or rebuild them",
             )
         rel = f"Linux-{arch}/{manifest_rules.MANIFEST_REL}"
-        actual = hashlib.sha256(raw).hexdigest()
+        actual = bundle_contract.digest_bytes(raw)
         if sums.get(rel) != actual:
             raise BadInput(
                 f"{rel} does not match SHA256SUMS"

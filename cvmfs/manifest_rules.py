@@ -16,12 +16,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
+from cvmfs.bundle_contract import MANIFEST_NAME as MANIFEST_NAME
+from cvmfs.bundle_contract import MANIFEST_REL as MANIFEST_REL
+from cvmfs.bundle_contract import META_DIR as META_DIR
+from cvmfs.bundle_contract import SCHEMA as SCHEMA
 from cvmfs.errors import BadInput
 
-SCHEMA = "dirac-release/manifest/v1"
-META_DIR = ".dirac-release"
-MANIFEST_NAME = "manifest.json"
-MANIFEST_REL = f"{META_DIR}/{MANIFEST_NAME}"
 #: Names the publisher writes itself; a bundle may not bring its own.
 RESERVED_NAMES = frozenset({".cvmfscatalog", ".cvmfsdirtab", ".cvmfsautocatalog"})
 #: The kernel's limit on links followed in one resolution (ELOOP beyond it).
@@ -69,7 +69,7 @@ class ManifestShape(BaseModel):
     """The fields the publisher relies on; anything else in the manifest is carried along."""
 
     model_config = ConfigDict(strict=True, extra="allow", frozen=True)
-    schema_: Literal["dirac-release/manifest/v1"] = Field(alias="schema")
+    schema_: Literal["dirac-release/manifest/v1"] = Field(alias="schema")  # = SCHEMA
     product: str = Field(min_length=1, max_length=200)
     tag: str = Field(min_length=1, max_length=200)
     platform: str = Field(min_length=1, max_length=50)

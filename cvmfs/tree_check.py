@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from cvmfs import elf
 from cvmfs.manifest_rules import MANIFEST_REL, RESERVED_NAMES
 from cvmfs.safe_fs import DIR_FLAGS, DirHandles, NotSafe, kind_of
-from release.build import elf
 
 CHUNK = 1 << 20
 

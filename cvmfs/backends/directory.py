@@ -29,12 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from cvmfs import bundle_contract as contract
 from cvmfs.backends.base import OpenTransaction, Owner, RepoStatus, Tag, check_clearable
 from cvmfs.errors import BadInput, InfrastructureError
 from cvmfs.manifest_rules import MANIFEST_REL, path_problem
 from cvmfs.safe_fs import DirHandles, check_no_link_on_path, read_small
 from cvmfs.tree_check import check_tree
-from release.build import manifest as mf
 
 #: Files are created read-only, without following a link, and never over an existing name.
 WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -104,7 +104,7 @@ class DirectoryBackend:
         return status
 
     def read_manifest(self, rel: str) -> dict[str, Any] | None:
-        return mf.read_manifest(self.root / rel)
+        return contract.read_manifest(self.root / rel)
 
     def verify_published(
         self, rel: str, manifest: dict[str, Any], *, shallow: bool = False
@@ -114,7 +114,9 @@ class DirectoryBackend:
         tree = self.root / rel
         if not tree.is_dir():
             return [f"/{rel} is not published"]
-        return metadata_problems(tree, manifest) if shallow else mf.verify_tree(tree, manifest)
+        return (
+            metadata_problems(tree, manifest) if shallow else contract.verify_tree(tree, manifest)
+        )
 
     def entries(self, rel_dir: str) -> dict[str, str | None]:
         """Names in a folder: symlink -> its target, anything else -> None."""
@@ -248,7 +250,7 @@ class DirectoryBackend:
         index: dict[tuple[str, bool], Path] = {}
         if not prefix_dir.is_dir():
             return index
-        for manifest_file in sorted(prefix_dir.glob(f"*/Linux-*/{mf.META_DIR}/{mf.MANIFEST_NAME}")):
+        for manifest_file in sorted(prefix_dir.glob(f"*/Linux-*/{MANIFEST_REL}")):
             tree = manifest_file.parent.parent
             try:
                 manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
@@ -396,7 +398,7 @@ class DirectoryTransaction:
         self.removes.append(rel)
 
     def verify_staged(self, rel: str, manifest: dict[str, Any]) -> list[str]:
-        return mf.verify_tree(self.staged / rel, manifest)
+        return contract.verify_tree(self.staged / rel, manifest)
 
     def _moves(self) -> list[str]:
         """The top-most staged paths that do not exist yet: each appears with one rename."""

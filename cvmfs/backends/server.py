@@ -8,9 +8,10 @@ switches go into the same revision (ingest ignores `.cvmfsdirtab` and cannot mov
 The tree travels as a tar stream (`tar --hard-dereference`: CVMFS has no hardlinks across
 directories) over the same SSH connection that runs the commands.
 
-The SSH host and key come from configuration or the environment (DIRAC_RELEASE_CVMFS_HOST,
-DIRAC_RELEASE_CVMFS_SSH_KEY). Messages name the host; the key is only handed to ssh by path,
-never read, logged or printed.
+Where the node is and how to reach it arrive as plain values (`ServerNode`): the caller
+decides them from its configuration and environment (the toolkit's `release.targets`), so the
+publisher reads no settings of its own. Messages name the host; the key is only handed to ssh
+by path, never read, logged or printed.
 """
 
 from __future__ import annotations
@@ -22,17 +23,15 @@ import shlex
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from cvmfs import bundle_contract as contract
 from cvmfs.backends.base import OpenTransaction, Owner, RepoStatus, Tag, check_clearable
 from cvmfs.errors import BadInput, InfrastructureError
 from cvmfs.tree_check import check_tree
-from release.build import manifest as mf
-
-if TYPE_CHECKING:
-    from release.config import Repository
 
 TIMEOUT_S = 3600
 POLL_S = 1.0
@@ -88,21 +87,36 @@ def _q(path: str) -> str:
     return shlex.quote(path)
 
 
+@dataclass(frozen=True)
+class ServerNode:
+    """The publisher node and its cvmfs_server layout, as final values.
+
+    `host` None runs cvmfs_server on this node; otherwise over SSH as `user` with the key at
+    `ssh_key` (a path, never read here) and any extra `ssh_options`. The roots are where
+    cvmfs_server keeps the repository's mount, stratum files and spool on that node.
+    """
+
+    host: str | None = None
+    user: str | None = None
+    ssh_key: Path | None = None
+    ssh_options: tuple[str, ...] = ()
+    cvmfs_server: str = "cvmfs_server"
+    mount_root: str = "/cvmfs"
+    stratum_root: str = "/srv/cvmfs"
+    spool_root: str = "/var/spool/cvmfs"
+
+
 class ServerBackend:
     kind = "server"
 
-    def __init__(self, repository: str, repo: Repository, *, ssh_key: Path | None) -> None:
+    def __init__(self, repository: str, node: ServerNode) -> None:
         self.repository = repository
-        host = os.environ.get("DIRAC_RELEASE_CVMFS_HOST") or repo.host
-        env_key = os.environ.get("DIRAC_RELEASE_CVMFS_SSH_KEY")
-        self.runner = Runner(
-            host, repo.user, Path(env_key) if env_key else ssh_key, repo.ssh_options
-        )
-        self.cvmfs_server = repo.cvmfs_server
-        self.mount = f"{repo.mount_root.rstrip('/')}/{repository}"
-        self.whitelist = f"{repo.stratum_root.rstrip('/')}/{repository}/.cvmfswhitelist"
+        self.runner = Runner(node.host, node.user, node.ssh_key, node.ssh_options)
+        self.cvmfs_server = node.cvmfs_server
+        self.mount = f"{node.mount_root.rstrip('/')}/{repository}"
+        self.whitelist = f"{node.stratum_root.rstrip('/')}/{repository}/.cvmfswhitelist"
         self.owner_file = (
-            f"{repo.spool_root.rstrip('/')}/{repository}/dirac-release-transaction.json"
+            f"{node.spool_root.rstrip('/')}/{repository}/dirac-release-transaction.json"
         )
         self.notes: list[str] = []
 
@@ -198,7 +212,7 @@ class ServerBackend:
         return tags
 
     def read_manifest(self, rel: str) -> dict[str, Any] | None:
-        return self._read_json(f"{self.mount}/{rel}/{mf.META_DIR}/{mf.MANIFEST_NAME}")
+        return self._read_json(f"{self.mount}/{rel}/{contract.MANIFEST_REL}")
 
     def listing(self, path: str) -> dict[str, dict[str, Any]] | None:
         """path -> manifest-shaped entry, computed on the node (sha256sum, find)."""
@@ -224,7 +238,7 @@ class ServerBackend:
                 entries[rel] = {
                     "path": rel,
                     "size": int(size),
-                    "mode": f"{mf.normal_mode(int(mode, 8)):o}",
+                    "mode": f"{contract.normal_mode(int(mode, 8)):o}",
                 }
             elif kind == "L":
                 rel, target = rest.split("\t")
@@ -238,7 +252,7 @@ class ServerBackend:
         found = self.listing(path)
         if found is None:
             return [f"{path} does not exist on {self.runner.where}"]
-        found.pop(f"{mf.META_DIR}/{mf.MANIFEST_NAME}", None)
+        found.pop(contract.MANIFEST_REL, None)
         listed = {entry["path"]: entry for entry in manifest["files"]}
         problems = [f"{p}: missing" for p in sorted(set(listed) - set(found))]
         problems += [f"{p}: not in the manifest" for p in sorted(set(found) - set(listed))]

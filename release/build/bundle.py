@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cvmfs.bundle_contract import SUMS_NAME, format_sums, parse_sums_line
 from release import __version__
 from release.build import manifest as mf
 from release.build.layout import MANIFEST_NAME, META_DIR, install, platform_dir, site_packages
@@ -36,7 +37,6 @@ from release.version import ReleaseVersion, parse_version_arg
 
 #: Bump when the bundle layout changes, so older cached bundles are rebuilt.
 LAYOUT_VERSION = 1
-SUMS_NAME = "SHA256SUMS"
 LOCK_WAIT_S = 600
 
 
@@ -140,18 +140,23 @@ def check_writable(out: Path) -> None:
 
 
 def read_sums(path: Path) -> dict[str, str]:
+    """The version's SHA256SUMS so far, to merge this build's lines into.
+
+    A line the publisher would refuse is dropped: rewriting the file repairs it rather than
+    carrying the damage along.
+    """
     sums: dict[str, str] = {}
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
-            digest, _, name = line.partition("  ")
-            if name:
-                sums[name] = digest
+            parsed = parse_sums_line(line)
+            if parsed is not None:
+                sums[parsed[0]] = parsed[1]
     return sums
 
 
 def _write_sums(path: Path, sums: dict[str, str]) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("".join(f"{sums[name]}  {name}\n" for name in sorted(sums)), encoding="utf-8")
+    tmp.write_text(format_sums(sums), encoding="utf-8")
     tmp.replace(path)
 
 
@@ -192,7 +197,9 @@ def _cached(
     if manifest is None or manifest.get("bundle_key") != key or not tarball.is_file():
         return None
     manifest_rel = f"{platform_dir(arch)}/{META_DIR}/{MANIFEST_NAME}"
-    if sums.get(tarball.name) is None or sums.get(manifest_rel) != _sha256(mf.manifest_path(tree)):
+    if sums.get(tarball.name) is None or sums.get(manifest_rel) != mf.manifest_digest(
+        mf.manifest_path(tree)
+    ):
         return None
     if not mf.quick_check(tree, manifest) or _sha256(tarball) != sums[tarball.name]:
         return None
@@ -279,7 +286,7 @@ def _build_one(
         tree=tree,
         tarball=tarball,
         tarball_sha256=digest,
-        manifest_sha256=hashlib.sha256(text.encode()).hexdigest(),
+        manifest_sha256=mf.digest_bytes(text.encode()),
         distributions=len(dists),
         files=len(scan.files),
         size=scan.total_bytes,

@@ -11,13 +11,13 @@ import configparser
 import shutil
 from pathlib import Path
 
+from cvmfs.bundle_contract import MANIFEST_NAME as MANIFEST_NAME
+from cvmfs.bundle_contract import META_DIR as META_DIR
 from release.build.resolve import Lock
 from release.build.source import ProductSource
 from release.build.uvtool import run_uv, uv_env
 
-META_DIR = ".dirac-release"
 LOCK_NAME = "requirements.lock"
-MANIFEST_NAME = "manifest.json"
 
 
 def platform_dir(arch: str) -> str:

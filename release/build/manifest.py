@@ -1,99 +1,54 @@
-"""manifest.json: every file of a bundle with its size, sha256 and mode, and every distribution.
+"""manifest.json, the writing side: what the build puts in a manifest beyond the file list.
 
 The manifest travels inside the bundle (`.dirac-release/manifest.json`), so whoever receives
-the tree (CVMFS, a host, a pilot) can verify it without trusting the channel it came by.
-One pass over the tree hashes the files and reads their ELF headers.
+the tree (CVMFS, a host, a pilot) can verify it without trusting the channel it came by. How
+it is read, checked and hashed (names, file entries, the tree scan, the digest) is the bundle
+contract, `cvmfs.bundle_contract`, re-exported here: the publisher must stand alone, and the
+build must write exactly what the publisher will check.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import stat
-from dataclasses import dataclass, field
 from email.parser import HeaderParser
 from pathlib import Path
 from typing import Any
 
-from release.build import elf
-from release.build.layout import MANIFEST_NAME as MANIFEST_NAME
-from release.build.layout import META_DIR as META_DIR
-from release.errors import BadInput, CheckFailed
+from cvmfs.bundle_contract import (
+    MANIFEST_NAME,
+    MANIFEST_REL,
+    META_DIR,
+    SCHEMA,
+    TreeScan,
+    digest_bytes,
+    manifest_digest,
+    manifest_path,
+    normal_mode,
+    quick_check,
+    read_manifest,
+    scan_tree,
+    verify_tree,
+)
+from release.errors import CheckFailed
 
-SCHEMA = "dirac-release/manifest/v1"
-
-
-def normal_mode(mode: int) -> int:
-    """Only the executable bit survives: 0755 or 0644, as in the tarball."""
-    return 0o755 if mode & 0o111 else 0o644
-
-
-@dataclass
-class TreeScan:
-    files: list[dict[str, Any]] = field(default_factory=list)
-    elf_files: int = 0
-    wrong_arch: list[tuple[str, str]] = field(default_factory=list)
-    total_bytes: int = 0
-
-
-def _hash(path: Path) -> tuple[str, bytes]:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        head = handle.read(1 << 20)
-        digest.update(head)
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest(), head[:20]
-
-
-def _check_link(root: Path, rel: str, target: str) -> None:
-    resolved = os.path.normpath(os.path.join(os.path.dirname(rel), target))
-    if os.path.isabs(target) or resolved == ".." or resolved.startswith("../"):
-        raise BadInput(
-            f"symlink {rel} -> {target} points outside the bundle",
-            where=str(root),
-            fix="bundles must be self-contained: replace the link by the file, or make it relative inside the tree",
-        )
-
-
-def scan_tree(root: Path, arch: str | None, skip: frozenset[str] = frozenset()) -> TreeScan:
-    """Hash every file under root (sorted, relative POSIX paths) and check ELF machines."""
-    scan = TreeScan()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        base = Path(dirpath)
-        rel_dir = base.relative_to(root).as_posix()
-        for name in sorted(filenames + [d for d in dirnames if (base / d).is_symlink()]):
-            path = base / name
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            if rel in skip:
-                continue
-            st = path.lstat()
-            if stat.S_ISLNK(st.st_mode):
-                target = os.readlink(path)
-                _check_link(root, rel, target)
-                scan.files.append({"path": rel, "link": target})
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                raise BadInput(f"{rel} is not a regular file, link or directory", where=str(root))
-            digest, head = _hash(path)
-            scan.files.append(
-                {
-                    "path": rel,
-                    "size": st.st_size,
-                    "sha256": digest,
-                    "mode": f"{normal_mode(st.st_mode):o}",
-                }
-            )
-            scan.total_bytes += st.st_size
-            header = elf.read_header(head)
-            if header is not None:
-                scan.elf_files += 1
-                if arch is not None and not elf.matches(header, arch):
-                    scan.wrong_arch.append((rel, header.machine_name))
-        dirnames[:] = [d for d in dirnames if not (base / d).is_symlink()]
-    return scan
+__all__ = [
+    "MANIFEST_NAME",
+    "MANIFEST_REL",
+    "META_DIR",
+    "SCHEMA",
+    "TreeScan",
+    "digest_bytes",
+    "distributions",
+    "dump",
+    "manifest_digest",
+    "manifest_path",
+    "normal_mode",
+    "quick_check",
+    "raise_wrong_arch",
+    "read_manifest",
+    "scan_tree",
+    "verify_tree",
+]
 
 
 def distributions(site: Path) -> list[dict[str, Any]]:
@@ -130,55 +85,5 @@ def raise_wrong_arch(scan: TreeScan, arch: str, root: Path) -> None:
 
 
 def dump(manifest: dict[str, Any]) -> str:
+    """The manifest's bytes: sorted keys and fixed indent, so a rebuild hashes the same."""
     return json.dumps(manifest, indent=1, sort_keys=True) + "\n"
-
-
-def manifest_path(tree: Path) -> Path:
-    return tree / META_DIR / MANIFEST_NAME
-
-
-def read_manifest(tree: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(manifest_path(tree).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("schema") == SCHEMA else None
-
-
-def quick_check(tree: Path, manifest: dict[str, Any]) -> bool:
-    """Presence, size and count of files: cheap enough for every cache hit.
-
-    Counting catches what running a bundle in place leaves behind (__pycache__, edited files
-    of the same size are left to the full `verify_tree`).
-    """
-    try:
-        for entry in manifest["files"]:
-            path = tree / entry["path"]
-            if "link" in entry:
-                if os.readlink(path) != entry["link"]:
-                    return False
-            elif path.stat().st_size != entry["size"]:
-                return False
-    except (OSError, KeyError):
-        return False
-    present = 0
-    for root, dirs, files in os.walk(tree):
-        present += len(files) + sum(1 for d in dirs if os.path.islink(os.path.join(root, d)))
-    return present == len(manifest["files"]) + 1  # + the manifest itself
-
-
-def verify_tree(tree: Path, manifest: dict[str, Any]) -> list[str]:
-    """Full content check: the problems found (empty when the tree matches)."""
-    listed = {entry["path"]: entry for entry in manifest["files"]}
-    scan = scan_tree(tree, None, skip=frozenset({f"{META_DIR}/{MANIFEST_NAME}"}))
-    problems = []
-    seen = set()
-    for entry in scan.files:
-        seen.add(entry["path"])
-        expected = listed.get(entry["path"])
-        if expected is None:
-            problems.append(f"{entry['path']}: not in the manifest")
-        elif expected != entry:
-            problems.append(f"{entry['path']}: differs from the manifest")
-    problems.extend(f"{path}: missing" for path in sorted(set(listed) - seen))
-    return problems

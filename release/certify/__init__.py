@@ -47,8 +47,8 @@ def published_manifests(
     config: ReleaseConfig, env_name: str, tag: str
 ) -> tuple[Backend, Layout, dict[str, dict[str, Any] | None]]:
     """(backend, layout, manifest per platform as published, None where missing)."""
-    from cvmfs.factory import make_backend
     from cvmfs.layout import Layout
+    from release.targets import make_backend
 
     env = config.environment(env_name)
     _, product = config.product(env.product)

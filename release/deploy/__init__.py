@@ -81,7 +81,7 @@ def parse_recap(output: str) -> dict[str, HostResult]:
 
 def _published(config: ReleaseConfig, env_name: str, tag: str) -> None:
     """Refuse a version that was never published to the environment's repository."""
-    from cvmfs.factory import make_backend
+    from release.targets import make_backend
 
     env = config.environment(env_name)
     product_name, product = config.product(env.product)

@@ -6,7 +6,17 @@ from pathlib import Path
 from typing import Any
 
 from release.config import ReleaseConfig
-from release.version import parse_version_arg
+from release.errors import BadInput
+from release.version import ReleaseVersion, parse_tag, parse_version_arg
+
+
+def release_key(name: str) -> tuple[str, ReleaseVersion] | None:
+    """What retention needs of a folder name: its series and version, None if not a tag."""
+    try:
+        version = parse_tag(name)
+    except BadInput:
+        return None
+    return version.series, version
 
 
 def publish_release(
@@ -21,9 +31,9 @@ def publish_release(
 ) -> dict[str, Any]:
     """Publish the built bundles of one version; record the publication in the ledger."""
     from cvmfs.bundles import load_bundles
-    from cvmfs.factory import make_backend
     from cvmfs.layout import Layout
     from cvmfs.publisher import publish
+    from release.targets import make_backend
 
     name, product = config.product(product_name)
     release_version = parse_version_arg(version)
@@ -57,8 +67,8 @@ def publish_release(
 
 
 def repository_status(config: ReleaseConfig, repository: str | None) -> dict[str, Any]:
-    from cvmfs.factory import make_backend
     from cvmfs.layout import PRO_LINK
+    from release.targets import make_backend
 
     repo_name, repo = config.repository(repository)
     backend = make_backend(config, repo_name, repo)
@@ -84,12 +94,12 @@ def repository_status(config: ReleaseConfig, repository: str | None) -> dict[str
 def collect_garbage(config: ReleaseConfig, repository: str | None, *, plan: bool) -> dict[str, Any]:
     """Remove versions beyond the retention, in one transaction; never a linked one."""
     from cvmfs.backends.base import Owner
-    from cvmfs.factory import make_backend
     from cvmfs.retention import plan_retention
+    from release.targets import make_backend
 
     repo_name, repo = config.repository(repository)
     backend = make_backend(config, repo_name, repo)
-    retention = plan_retention(backend.entries(repo.prefix), repo.keep)
+    retention = plan_retention(backend.entries(repo.prefix), repo.keep, version_key=release_key)
     result: dict[str, Any] = {
         "repository": repo_name,
         "keep": retention.keep,
@@ -102,7 +112,7 @@ def collect_garbage(config: ReleaseConfig, repository: str | None, *, plan: bool
     txn = backend.open(repo.prefix, Owner.me("gc"), repo.wait)
     try:
         # Decide again under the lock: a link may have moved while we waited for it.
-        retention = plan_retention(backend.entries(repo.prefix), repo.keep)
+        retention = plan_retention(backend.entries(repo.prefix), repo.keep, version_key=release_key)
         result.update(keep=retention.keep, remove=retention.remove, reasons=retention.reasons)
         if not retention.remove:
             txn.abort()
@@ -122,8 +132,7 @@ def collect_garbage(config: ReleaseConfig, repository: str | None, *, plan: bool
 
 def init_repository(config: ReleaseConfig, repository: str | None) -> dict[str, Any]:
     from cvmfs.backends.directory import DirectoryBackend
-    from cvmfs.factory import make_backend
-    from release.errors import BadInput
+    from release.targets import make_backend
 
     repo_name, repo = config.repository(repository)
     backend = make_backend(config, repo_name, repo)
@@ -138,8 +147,7 @@ def init_repository(config: ReleaseConfig, repository: str | None) -> dict[str, 
 
 def abort_stale(config: ReleaseConfig, repository: str | None, *, stale: bool) -> dict[str, Any]:
     """Clear a transaction whose publisher died. Never a live one: there is no --force."""
-    from cvmfs.factory import make_backend
-    from release.errors import BadInput
+    from release.targets import make_backend
 
     if not stale:
         raise BadInput(

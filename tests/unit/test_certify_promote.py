@@ -131,9 +131,9 @@ def test_promotion_gate(site: Path) -> None:
 
 
 def test_pro_moves_in_one_verified_transaction(site: Path) -> None:
-    from cvmfs.factory import make_backend
     from cvmfs.layout import Layout
     from cvmfs.promotion import move_link
+    from release.targets import make_backend
 
     config = load_config(site / "release.toml", environ={})
     _, repo = config.repository(None, config.product(None)[1])
