@@ -107,6 +107,12 @@ class Backend(Protocol):
 
     def read_manifest(self, rel: str) -> dict[str, Any] | None: ...
 
+    def manifest_digest(self, rel: str) -> str | None:
+        """The published manifest's digest (`cvmfs.bundle_contract.manifest_digest`: the
+        SHA-256 of its bytes), None when it is not there: what certify vouches for and what
+        promote compares, the same value the build recorded."""
+        ...
+
     def verify_published(
         self, rel: str, manifest: dict[str, Any], *, shallow: bool = False
     ) -> list[str]:

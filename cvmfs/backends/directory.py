@@ -106,6 +106,12 @@ class DirectoryBackend:
     def read_manifest(self, rel: str) -> dict[str, Any] | None:
         return contract.read_manifest(self.root / rel)
 
+    def manifest_digest(self, rel: str) -> str | None:
+        try:
+            return contract.manifest_digest(contract.manifest_path(self.root / rel))
+        except OSError:
+            return None
+
     def verify_published(
         self, rel: str, manifest: dict[str, Any], *, shallow: bool = False
     ) -> list[str]:

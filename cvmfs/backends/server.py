@@ -214,6 +214,11 @@ class ServerBackend:
     def read_manifest(self, rel: str) -> dict[str, Any] | None:
         return self._read_json(f"{self.mount}/{rel}/{contract.MANIFEST_REL}")
 
+    def manifest_digest(self, rel: str) -> str | None:
+        proc = self.runner.run(f"sha256sum < {_q(f'{self.mount}/{rel}/{contract.MANIFEST_REL}')}")
+        digest = proc.stdout.split()[0] if proc.returncode == 0 and proc.stdout.strip() else ""
+        return digest if len(digest) == 64 else None
+
     def listing(self, path: str) -> dict[str, dict[str, Any]] | None:
         """path -> manifest-shaped entry, computed on the node (sha256sum, find)."""
         quoted = _q(path)

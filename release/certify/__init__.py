@@ -9,8 +9,6 @@ holds every check with its evidence and the digests of the bundles it certified,
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -36,13 +34,6 @@ from release.errors import BadInput, CheckFailed, InfrastructureError, ReleaseEr
 from release.version import parse_version_arg
 
 
-def manifest_digest(manifest: dict[str, Any]) -> str:
-    """A digest of a manifest's content (not its formatting): what a certification vouches for."""
-    return hashlib.sha256(
-        json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
-
-
 def published_manifests(
     config: ReleaseConfig, env_name: str, tag: str
 ) -> tuple[Backend, Layout, dict[str, dict[str, Any] | None]]:
@@ -60,6 +51,17 @@ def published_manifests(
         for arch in sorted(config.platforms)
     }
     return backend, layout, manifests
+
+
+def published_digests(config: ReleaseConfig, env_name: str, tag: str) -> dict[str, str]:
+    """Per platform, the digest of the manifest published now (the bundle contract's one
+    definition, the value the build recorded); platforms not published are left out."""
+    backend, layout, _ = published_manifests(config, env_name, tag)
+    found = {
+        arch: backend.manifest_digest(layout.platform_dir(tag, arch))
+        for arch in sorted(config.platforms)
+    }
+    return {arch: digest for arch, digest in found.items() if digest}
 
 
 def _cvmfs_checks(
@@ -85,7 +87,7 @@ def _cvmfs_checks(
             problems = backend.verify_published(rel, manifest)
             if problems:
                 raise CheckFailure(f"{len(problems)} problem(s): {'; '.join(problems[:3])}")
-            digests[arch] = manifest_digest(manifest)
+            digests[arch] = backend.manifest_digest(rel) or ""
             return f"{len(manifest['files'])} files verified, manifest {digests[arch][:16]}"
 
         checks.append(run_check("cvmfs", f"Linux-{arch} verifies", layout.client_path(rel), body))
@@ -252,7 +254,7 @@ def certify_release(
         "version": tag,
         "environment": env_name,
         "url": url,
-        "digests": digests,
+        "manifest_sha256": digests,
         "checks": [c.as_dict() for c in checks],
         "counts": counts,
         "passed": counts[FAILED] == 0

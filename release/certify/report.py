@@ -71,6 +71,8 @@ def markdown(record: dict[str, Any]) -> str:
         f"{record['environment']}: {verdict}\n\n"
         f"{counts['passed']} passed, {counts['failed']} failed, {counts['unreachable']} unreachable, "
         f"{counts['skipped']} skipped. Bundles: "
-        + ", ".join(f"{arch} `{digest[:16]}`" for arch, digest in sorted(record["digests"].items()))
+        + ", ".join(
+            f"{arch} `{digest[:16]}`" for arch, digest in sorted(record["manifest_sha256"].items())
+        )
     )
     return head + "\n\n" + markdown_table(COLUMNS, rows(record))

@@ -30,7 +30,7 @@ class CertifyStage:
             f"passed: {counts['passed']} passed, {counts['skipped']} skipped",
             started,
             counts=counts,
-            digests=record["digests"],
+            manifest_sha256=record["manifest_sha256"],
         )
 
     def verify(self, ctx: Context) -> str | None:

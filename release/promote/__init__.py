@@ -20,7 +20,7 @@ def certification_gate(
     config: ReleaseConfig, product: str, tag: str, source_env: str
 ) -> dict[str, Any]:
     """The certification that allows this promotion, or BadInput saying what is missing."""
-    from release.certify import manifest_digest, published_manifests
+    from release.certify import published_digests
 
     ledger = config.ledger(product, tag)
     records = [r for r in ledger.records("certify") if r.get("environment") == source_env]
@@ -43,9 +43,8 @@ def certification_gate(
             + ("; ".join(failed[:5]) or "incomplete"),
             fix=f"fix the deployment and certify again: {certify_cmd}",
         )
-    _, _, manifests = published_manifests(config, source_env, tag)
-    now = {arch: manifest_digest(m) for arch, m in manifests.items() if m is not None}
-    certified = latest.get("digests") or {}
+    now = published_digests(config, source_env, tag)
+    certified = latest.get("manifest_sha256") or {}
     if now != certified:
         changed = sorted(
             arch for arch in set(now) | set(certified) if now.get(arch) != certified.get(arch)
@@ -104,7 +103,10 @@ def promote_release(
         "version": tag,
         "from": source_env,
         "to": target_env,
-        "certification": {"at": certification["at"], "digests": certification["digests"]},
+        "certification": {
+            "at": certification["at"],
+            "manifest_sha256": certification["manifest_sha256"],
+        },
         "plan": plan,
         "steps": steps,
     }

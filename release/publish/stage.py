@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from release.errors import ReleaseError
 from release.pipeline.contract import Context, StageResult, done
@@ -56,7 +55,7 @@ class PublishStage:
         )
 
     def verify(self, ctx: Context) -> str | None:
-        from release.certify import manifest_digest, published_manifests
+        from release.certify import published_manifests
 
         if not ctx.ledger.records("publish"):
             return "never published"
@@ -64,7 +63,8 @@ class PublishStage:
             backend, layout, manifests = published_manifests(ctx.config, ctx.env, ctx.tag)
         except ReleaseError as exc:
             return f"the repository cannot be read: {exc.message}"
-        out = ctx.config.resolve_path(ctx.config.build.out).absolute()
+        build = ctx.ledger.latest("build") or {}
+        built = {p["platform"]: p.get("manifest_sha256") for p in build.get("platforms", [])}
         for arch, manifest in manifests.items():
             rel = layout.platform_dir(ctx.tag, arch)
             if manifest is None:
@@ -72,18 +72,6 @@ class PublishStage:
             problems = backend.verify_published(rel, manifest)
             if problems:
                 return f"{layout.client_path(rel)}: {len(problems)} problem(s): {problems[0]}"
-            built = _built_manifest(out, ctx.tag, arch)
-            if built is not None and manifest_digest(built) != manifest_digest(manifest):
+            if built.get(arch) and backend.manifest_digest(rel) != built[arch]:
                 return f"{layout.client_path(rel)} is not the bundle built now"
         return None
-
-
-def _built_manifest(out: Any, tag: str, arch: str) -> dict[str, Any] | None:
-    import json
-
-    path = out / tag / f"Linux-{arch}" / ".dirac-release" / "manifest.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None

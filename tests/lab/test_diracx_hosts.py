@@ -270,7 +270,7 @@ def test_certify_passes_on_the_deployment(site: Site) -> None:
     record = json.loads((site.root / "state" / "vodemo" / "v1.0.1" / "ledger.json").read_text())[
         "records"
     ][-1]
-    assert record["stage"] == "certify" and record["passed"] and record["digests"]["x86_64"]
+    assert record["stage"] == "certify" and record["passed"] and record["manifest_sha256"]["x86_64"]
     # certification never moves pro
     assert "pro" not in os.listdir(site.root / "stratum" / REPO / "vodemo")
     _no_token(site, proc.stdout, proc.stderr)

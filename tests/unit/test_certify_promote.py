@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from release.certify import certify_release, check_outcome, manifest_digest, published_manifests
+from release.certify import (
+    certify_release,
+    check_outcome,
+    published_digests,
+    published_manifests,
+)
 from release.certify.report import markdown, write_junit
 from release.config import load_config
 from release.errors import BadInput, ConfigError, InfrastructureError
@@ -54,13 +59,12 @@ def dead_url() -> str:
 
 def fake_certification(site: Path, tag: str, *, passed: bool = True) -> None:
     config = load_config(site / "release.toml", environ={})
-    _, _, manifests = published_manifests(config, "certification", tag)
-    digests = {arch: manifest_digest(m) for arch, m in manifests.items() if m}
+    digests = published_digests(config, "certification", tag)
     checks = [{"group": "diracx", "name": "openapi title", "target": "http://h", "seconds": 0.1,
                "result": "passed" if passed else "failed", "evidence": "title Dirac"}]  # fmt: skip
     config.ledger("vodemo", tag).record(
         "certify", {"environment": "certification", "version": tag, "passed": passed,
-                    "digests": digests, "checks": checks},
+                    "manifest_sha256": digests, "checks": checks},
     )  # fmt: skip
 
 
@@ -72,7 +76,17 @@ def test_unreachable_diracx_is_exit_3_and_recorded(site: Path) -> None:
     assert results[("cvmfs", "Linux-aarch64 verifies")] == "passed"
     assert results[("diracx", "health live")] == "unreachable"
     assert ("hosts", "runs v1.0.0") not in results  # --url: the hosts are not checked
-    assert not record["passed"] and set(record["digests"]) == {"x86_64", "aarch64"}
+    assert not record["passed"] and set(record["manifest_sha256"]) == {"x86_64", "aarch64"}
+    # One digest for the bundle in every stage: what certify vouches for is the manifest's
+    # line in the build's SHA256SUMS, and what the publisher reported.
+    sums = dict(
+        reversed(line.split("  ", 1))
+        for line in (site / "dist" / "v1.0.0" / "SHA256SUMS").read_text().splitlines()
+    )
+    published = config.ledger("vodemo", "v1.0.0").latest("publish") or {}
+    for arch in ("x86_64", "aarch64"):
+        listed = sums[f"Linux-{arch}/.dirac-release/manifest.json"]
+        assert record["manifest_sha256"][arch] == listed == published["manifests"][arch]
     with pytest.raises(InfrastructureError, match="could not reach"):
         check_outcome(record)
     assert config.ledger("vodemo", "v1.0.0").latest("certify") == record
@@ -93,7 +107,7 @@ def test_damaged_publication_fails_the_cvmfs_check(site: Path) -> None:
     record = certify_release(config, env_name="certification", version="v1.0.0", url=dead_url())
     check = next(c for c in record["checks"] if c["name"] == "Linux-aarch64 verifies")
     assert check["result"] == "failed" and "diracosrc" in check["evidence"]
-    assert "aarch64" not in record["digests"]
+    assert "aarch64" not in record["manifest_sha256"]
 
 
 def test_token_settings_go_together(tmp_path: Path, isolated_env: Path) -> None:
