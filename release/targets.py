@@ -4,12 +4,12 @@ The publisher (`cvmfs`) stands alone and reads no configuration or environment o
 this is where the toolkit turns a `[repositories.<name>]` table, its paths (relative to
 release.toml) and the CI overrides `DIRAC_RELEASE_CVMFS_HOST` / `DIRAC_RELEASE_CVMFS_SSH_KEY`
 into the plain values a backend takes. The overrides are read here, when the backend is made,
-so that `dirac-release config` shows the file and not the job's secrets.
+so that `dirac-release config` shows the file and not the job's secrets, and through
+the one table of variables (release/config/overrides.py).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,14 +29,15 @@ def server_node(config: ReleaseConfig, repo: Repository) -> ServerNode:
     The key from the environment is used as given; the one from the file is relative to it.
     """
     from cvmfs.backends.server import ServerNode
+    from release.config import overrides
 
-    env_key = os.environ.get(SSH_KEY_ENV)
+    env_key = overrides.get(SSH_KEY_ENV)
     if env_key:
         key: Path | None = Path(env_key)
     else:
         key = Path(config.resolve_path(repo.ssh_key)) if repo.ssh_key else None
     return ServerNode(
-        host=os.environ.get(HOST_ENV) or repo.host,
+        host=overrides.get(HOST_ENV) or repo.host,
         user=repo.user,
         ssh_key=key,
         ssh_options=repo.ssh_options,

@@ -137,3 +137,11 @@ def test_the_cli_applies_a_good_value(tmp_path: Path) -> None:
     proc = cli(tmp_path, JOBS="4")
     assert proc.returncode == 0, proc.stderr
     assert '"jobs": 4' in proc.stdout or "jobs = 4" in proc.stdout or "4" in proc.stdout
+
+
+def test_the_toolkit_reads_no_variable_directly() -> None:
+    """release/ reads DIRAC_RELEASE_* through overrides.get (cvmfs reads its test hooks itself)."""
+    direct = re.compile(r"environ(?:\.get\(|\[)\s*(?:[\"']DIRAC_RELEASE_|[A-Z_]+_ENV\b)")
+    found = [str(path.relative_to(ROOT)) for path in (ROOT / "release").rglob("*.py")
+             if direct.search(path.read_text(encoding="utf-8"))]  # fmt: skip
+    assert not found, f"read these through release.config.overrides.get: {found}"
