@@ -77,4 +77,4 @@ def demo(session: nox.Session) -> None:
 def lab(session: nox.Session) -> None:
     """Throwaway SSH lab hosts (root) until Ctrl-C: nox -s lab [-- cctbdirac01 cctbdirac02 ...]."""
     session.install("-e", ".")
-    session.run("python", "-m", "release.lab", *session.posargs)
+    session.run("python", "-m", "release.lab", *(session.posargs or ["up"]))

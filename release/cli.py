@@ -20,6 +20,7 @@ from release.commands import (
     cmd_cvmfs,
     cmd_demo,
     cmd_deploy,
+    cmd_lab,
     cmd_promote,
     cmd_publish,
     cmd_render,
@@ -257,6 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     sysroot.add_argument("--python", default="3.11", help="runtime Python version (default 3.11)")
 
     add("config", cmd_config, "validate release.toml and show what it resolves to")
+
+    from release.lab.cli import add_arguments as add_lab_arguments  # argparse only
+
+    lab = add("lab", cmd_lab, "start throwaway SSH lab hosts, check or clean them (root)",
+              config=False)  # fmt: skip
+    add_lab_arguments(lab)
     return parser
 
 

@@ -271,3 +271,11 @@ def cmd_config(args: argparse.Namespace) -> int:
     """Check a release.toml and show what it resolves to."""
     present.configuration(_load(args), args.json)
     return 0
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    """Throwaway SSH lab hosts on this machine (root): `up` keeps them until Ctrl-C, `check`
+    says what the machine lacks, `clean` removes what dead runs left."""
+    from release.lab.cli import run
+
+    return run(args)

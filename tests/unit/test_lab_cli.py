@@ -1,0 +1,72 @@
+"""`dirac-release lab`: the parts that need no root (arguments, check, clean)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from release.cli import main
+from release.errors import InfrastructureError
+
+
+def test_a_bad_bind_is_bad_input_and_starts_nothing(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import release.lab.hosts as hosts
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("no host may start on bad input")
+
+    monkeypatch.setattr(hosts, "lab_hosts", never)
+    assert main(["lab", "up", "--bind", "stratum"]) == 2
+    assert "expected SRC:DEST" in capsys.readouterr().err
+    assert main(["lab", "up", "--bind", "stratum:relative/path"]) == 2
+
+
+def test_check_names_what_is_missing(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import release.lab.prerequisites as prerequisites
+
+    monkeypatch.setattr(prerequisites, "lab_hosts_problem",
+                        lambda: "lab hosts need these Debian packages: apt-get install -y debootstrap")  # fmt: skip
+    monkeypatch.setattr(prerequisites, "missing_lab_packages", lambda: ["debootstrap"])
+    assert main(["lab", "check"]) == 3
+    err = capsys.readouterr().err
+    assert "cannot run here" in err and "apt-get install -y debootstrap" in err
+    monkeypatch.setattr(prerequisites, "lab_hosts_problem", lambda: None)
+    monkeypatch.setattr(prerequisites, "missing_lab_packages", lambda: [])
+    assert main(["lab", "check"]) == 0
+    assert "can run here" in capsys.readouterr().out
+
+
+def test_clean_says_what_it_removed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import release.lab.processes as processes
+
+    monkeypatch.setattr(processes, "cleanup_leftovers", lambda: [])
+    assert main(["lab", "clean"]) == 0
+    assert "nothing was left behind" in capsys.readouterr().out
+    monkeypatch.setattr(processes, "cleanup_leftovers", lambda: ["netns drlab-1-0-client"])
+    assert main(["lab", "clean"]) == 0
+    assert "removed netns drlab-1-0-client" in capsys.readouterr().out
+
+
+def test_lab_errors_are_the_projects_infrastructure_errors() -> None:
+    from release.lab import LabError
+
+    error = LabError("the host did not start")
+    assert isinstance(error, InfrastructureError) and error.exit_code == 3
+    assert str(error) == "the host did not start"
+
+
+def test_starting_the_command_line_loads_no_lab_module() -> None:
+    code = (
+        "import sys, release.cli; release.cli.build_parser(); "
+        "print(sorted(m for m in sys.modules if m.startswith('release.lab.') and m != 'release.lab.cli'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
