@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import clean_env, fmt_runs, median_of, print_table, timed
 
-from release import demo
+from release.demo import fixture as demo
 
 PIP_TAGS = [f"manylinux_2_{minor}" for minor in range(28, 16, -1)] + ["manylinux2014"]
 

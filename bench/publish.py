@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import clean_env, fmt_runs, print_table, timed
 
-from release import demo
 from release.build import manifest as mf
+from release.demo import fixture as demo
 
 TAG_A, TAG_B = demo.DEMO_TAG, "v1.0.1"
 

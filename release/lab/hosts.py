@@ -225,8 +225,12 @@ class LabHost:
 class LabNetwork(list[LabHost]):
     """The hosts of one lab run (a list of LabHost) and the client namespace that reaches them."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, *, keep_disks: bool = False) -> None:
         super().__init__()
+        #: Keep each host's disk (its overlay's upper layer) and the SSH key across runs in
+        #: the same work folder: hosts that come back hold what was installed on them, as
+        #: real certification hosts do after a reboot.
+        self.keep_disks = keep_disks
         self.prefix = f"{PREFIX}{os.getpid()}-{next(_run_numbers)}-"
         self.client_netns = f"{self.prefix}client"
         self.client_address = CLIENT_ADDRESS
@@ -270,11 +274,13 @@ class LabNetwork(list[LabHost]):
         if mounts_under(self.work):
             raise LabError(f"{self.work} is in use by another lab run: give each run its own work")
         self.work.mkdir(parents=True, exist_ok=True)
-        self.ssh_key.unlink(missing_ok=True)
-        Path(f"{self.ssh_key}.pub").unlink(missing_ok=True)
-        _run([_need("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-C", self.prefix + "lab",
-              "-f", str(self.ssh_key)])  # fmt: skip
-        public_key = Path(f"{self.ssh_key}.pub").read_text()
+        public = Path(f"{self.ssh_key}.pub")
+        if not (self.keep_disks and self.ssh_key.is_file() and public.is_file()):
+            self.ssh_key.unlink(missing_ok=True)
+            public.unlink(missing_ok=True)
+            _run([_need("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-C", "dirac-release-lab",
+                  "-f", str(self.ssh_key)])  # fmt: skip
+        public_key = public.read_text()
 
         self._add_netns(self.client_netns)
         ns = ("-n", self.client_netns)
@@ -332,11 +338,19 @@ class LabNetwork(list[LabHost]):
         """Mount the host's overlay, write its identity into it; return its boot script."""
         if mounts_under(host.work):
             raise LabError(f"{host.work} is in use by another lab run: give each run its own work")
-        if host.work.exists():
-            _remove_tree(host.work)
         upper, ovl_work, merged = host.work / "upper", host.work / "ovl-work", host.work / "merged"
+        # A kept disk only fits the root filesystem it was written over.
+        lower = host.work / "lower"
+        kept = self.keep_disks and upper.is_dir() and lower.is_file() and (
+            lower.read_text(encoding="utf-8") == str(rootfs))  # fmt: skip
+        if host.work.exists():
+            if kept:
+                _remove_tree(ovl_work)  # the kernel's scratch space: never reused
+            else:
+                _remove_tree(host.work)
         for folder in (upper, ovl_work, merged):
-            folder.mkdir(parents=True)
+            folder.mkdir(parents=True, exist_ok=True)
+        lower.write_text(str(rootfs), encoding="utf-8")
         upper.chmod(0o755)  # the guest's / takes the upper folder's mode
         options = f"lowerdir={rootfs},upperdir={upper},workdir={ovl_work}"
         self.mount_points.append(merged)  # recorded first, as for namespaces
@@ -481,18 +495,22 @@ def lab_hosts(
     work: Path,
     *,
     binds: Sequence[tuple[Path, str, bool]] = (),
+    keep_disks: bool = False,
 ) -> Iterator[LabNetwork]:
     """Start one SSH host per name; yield them (a LabNetwork, i.e. a list of LabHost).
 
     binds: (host path, path inside, read_only) mounted into every host. Teardown runs on any
     exit (errors and Ctrl-C too) and removes every process, mount and namespace of the run.
+    keep_disks: the hosts start from what a previous run in `work` left on their disks (and
+    with the same SSH key); the disks stay for the next run. Addresses follow the order of
+    `names`, so the same names find the same hosts at the same addresses.
     """
     _check_names(names)
     work = Path(os.path.abspath(work))
     rootfs = Path(os.path.abspath(rootfs))
     _check_paths(rootfs, work, binds)
     cleanup_leftovers()
-    network = LabNetwork(work)
+    network = LabNetwork(work, keep_disks=keep_disks)
     try:
         network.start(names, rootfs, [(Path(os.path.abspath(s)), i, ro) for s, i, ro in binds])
         yield network

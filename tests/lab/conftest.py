@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from release import demo
 from release.build import BuildReport, build_release
 from release.config import ReleaseConfig, load_config
+from release.demo import fixture as demo
 from tests.conftest import index_problem, lab_skip
 
 SYSROOT_CACHE = (

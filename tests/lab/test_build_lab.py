@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from release import demo
 from release.build import BuildReport, build_release
 from release.build import manifest as mf
 from release.build.layout import site_packages
 from release.config import ReleaseConfig, load_config
+from release.demo import fixture as demo
 from release.errors import BadInput, CheckFailed
 
 pytestmark = pytest.mark.lab
@@ -148,13 +148,11 @@ def test_mixed_tree_fails_the_elf_check(demo_build: BuildReport, tmp_path: Path)
 
 def test_package_without_aarch64_wheel_is_refused(demo_workdir: Path, tmp_path: Path) -> None:
     config = tmp_path / "release.toml"
-    text = demo.demo_config_text().replace(
+    text = demo.demo_config_text(source=str(demo_workdir / demo.REPO_NAME)).replace(
         'distribution = "vodemo-dirac"',
         'distribution = "vodemo-dirac"\nrequirements = ["intel-openmp==2023.1.0"]',
     )
-    config.write_text(
-        text.replace('git = "product-repo"', f'git = "{demo_workdir / demo.REPO_NAME}"')
-    )
+    config.write_text(text)
     proc = cli(
         "build", "--config", str(config), "--version", "v1.0.0", "--out", str(tmp_path / "out")
     )
@@ -172,7 +170,7 @@ def test_tag_that_builds_another_version_is_refused(tmp_path: Path) -> None:
     demo.prepare_repository(repo_dir)
     repo = git.Repo(repo_dir)
     repo.git.tag("-a", "v1.0.0a2", "-m", "wrong: pyproject still says 1.0.0")
-    (tmp_path / "release.toml").write_text(demo.demo_config_text().replace("product-repo", "repo"))
+    (tmp_path / "release.toml").write_text(demo.demo_config_text(source="repo"))
     config = load_config(tmp_path / "release.toml", environ={})
     with pytest.raises(BadInput) as caught:
         build_release(config, version="v1.0.0a2")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from release import demo
 from release.build import BuildReport
+from release.demo import fixture as demo
 from release.lab import PREFIX, netns_names
 
 pytestmark = pytest.mark.lab
@@ -80,7 +80,16 @@ def test_demo_runs_every_stage_on_lab_hosts(
     ]  # fmt: skip
     assert all(r["passed"] for r in records if r["stage"] in ("certify", "promote"))
     assert 'failures="0"' in (work / "certification.junit.xml").read_text()
-    assert set(result["outputs"]) >= {"work folder", "ledgers", "certification", "stratum"}
+    assert set(result["outputs"]) >= {"work folder", "ledgers", "certification", "stratum",
+                                      "lab disks"}  # fmt: skip
+    # The rendered inventory still points at a key that exists: the lab's disks and key stay
+    # in the work folder for the next run, which finds the hosts at the same addresses.
+    import yaml
+
+    values = yaml.safe_load((work / "rendered" / "certification" / demo.DEMO_TAG / "inventory"
+                             / "group_vars" / "all.yml").read_text())  # fmt: skip
+    assert Path(values["ansible_ssh_private_key_file"]).is_file()
+    assert (work / "lab" / "cctbdirac01" / "upper" / "opt" / "dirac").is_dir()
     key = (work / "secrets" / "legacy-exchange.key").read_text().strip()
     assert (work / "secrets" / "legacy-exchange.key").stat().st_mode & 0o777 == 0o600
     for output in (text, stdout, stderr, json.dumps(ledger)):

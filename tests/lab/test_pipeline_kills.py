@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from release import demo
 from release.build import BuildReport
 from release.config import load_config
+from release.demo import fixture as demo
 from release.lab import lab_hosts
 from release.publish import init_repository
 
@@ -78,11 +78,10 @@ def test_a_kill_at_every_stage_boundary_is_resumed_without_redoing_finished_stag
     with lab_hosts(names, lab_rootfs, work / "lab",
                    binds=[(stratum, f"/cvmfs/{demo.REPOSITORY}", True)]) as net:  # fmt: skip
         addresses = {host.name: host.address for host in net}
-        config_path.write_text(demo.with_lab_hosts(
-            demo.demo_config_text(),
-            {"certification": {n: addresses[n] for n in demo.CERTIFICATION_HOSTS},
-             "production": {n: addresses[n] for n in demo.PRODUCTION_HOSTS}},
-            net.ssh_key), encoding="utf-8")  # fmt: skip
+        config_path.write_text(demo.demo_config_text(
+            hosts={"certification": {n: addresses[n] for n in demo.CERTIFICATION_HOSTS},
+                   "production": {n: addresses[n] for n in demo.PRODUCTION_HOSTS}},
+            ssh_key=net.ssh_key), encoding="utf-8")  # fmt: skip
         command = [sys.executable, "-m", "release", "--config", str(config_path), "--json",
                    "--progress", "run", "--tag", demo.DEMO_TAG, "--promote", "--install"]  # fmt: skip
         # The build needs the package index, which the lab network cannot reach: the runs that

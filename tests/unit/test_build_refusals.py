@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from release import demo
 from release.build import build_release
 from release.config import load_config
+from release.demo import fixture as demo
 from release.errors import BadInput
 
 

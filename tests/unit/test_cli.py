@@ -99,7 +99,7 @@ def test_help_does_not_import_heavy_modules() -> None:
 def test_version_reads_a_real_repository(tmp_path: Path) -> None:
     import git
 
-    from release import demo
+    from release.demo import fixture as demo
 
     commit = demo.prepare_repository(tmp_path / "repo")
     proc = run("version", "--repo", str(tmp_path / "repo"), "--tag", demo.DEMO_TAG, "--json")
@@ -121,7 +121,7 @@ def test_version_reads_a_real_repository(tmp_path: Path) -> None:
 
 
 def test_version_of_a_missing_tag_lists_existing_ones(tmp_path: Path) -> None:
-    from release import demo
+    from release.demo import fixture as demo
 
     demo.prepare_repository(tmp_path / "repo")
     proc = run("version", "--repo", str(tmp_path / "repo"), "--tag", "v1.0.1")

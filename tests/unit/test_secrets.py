@@ -372,7 +372,7 @@ FAKE_VAULTS = {
 def test_a_failing_ansible_vault_leaves_no_plaintext(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, behaviour: str
 ) -> None:
-    from release.demo import prepare_secrets
+    from release.demo.fixture import prepare_secrets
 
     tools = tmp_path / "bin"
     tools.mkdir()
@@ -395,7 +395,7 @@ def test_a_failing_ansible_vault_leaves_no_plaintext(
 
 
 def test_the_real_ansible_vault_seals_the_key(tmp_path: Path) -> None:
-    from release.demo import prepare_secrets
+    from release.demo.fixture import prepare_secrets
 
     password = prepare_secrets(tmp_path)
     folder = tmp_path / "secrets"
