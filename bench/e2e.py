@@ -3,7 +3,8 @@
 (a) cold: a new work folder, an empty uv cache and an empty dirac-release cache: the demo
     releases v1.0.0 (version, build, publish, lab hosts, render, deploy, certify, promote);
 (b) warm: the same folder and caches, a new tag (v1.0.1, the next release of the product):
-    the hosts are new (the demo's lab hosts live for one run), the build reuses the caches.
+    the build reuses the caches, and the lab hosts come back with their disks (the demo keeps
+    them in its folder), so deploy and promote upgrade what the cold run installed.
 Per-stage times come from the demo's own result. The lab root filesystem is made once per
 machine (debootstrap) and is kept by both runs; it is not part of either figure.
 Targets (issue #10): warm <= 60 s end to end; warm <= 0.4 x cold.
