@@ -38,14 +38,10 @@ def published_manifests(
     config: ReleaseConfig, env_name: str, tag: str
 ) -> tuple[Backend, Layout, dict[str, dict[str, Any] | None]]:
     """(backend, layout, manifest per platform as published, None where missing)."""
-    from cvmfs.layout import Layout
-    from release.targets import make_backend
+    from release.targets import for_environment
 
-    env = config.environment(env_name)
-    _, product = config.product(env.product)
-    repo_name, repo = config.repository(env.repository, product)
-    backend = make_backend(config, repo_name, repo)
-    layout = Layout(repo_name, repo.prefix)
+    target = for_environment(config, env_name)
+    backend, layout = target.backend(), target.layout
     manifests: dict[str, dict[str, Any] | None] = {
         arch: backend.read_manifest(layout.platform_dir(tag, arch))
         for arch in sorted(config.platforms)

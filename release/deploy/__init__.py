@@ -81,16 +81,12 @@ def parse_recap(output: str) -> dict[str, HostResult]:
 
 def _published(config: ReleaseConfig, env_name: str, tag: str) -> None:
     """Refuse a version that was never published to the environment's repository."""
-    from release.targets import make_backend
+    from release.targets import for_environment
 
-    env = config.environment(env_name)
-    product_name, product = config.product(env.product)
-    repo_name, repo = config.repository(env.repository, product)
-    backend = make_backend(config, repo_name, repo)
-    tag_name = repo.tag_format.format(product=product_name, tag=tag, version=tag.removeprefix("v"))
-    if tag_name not in {t.name for t in backend.tags()}:
+    target = for_environment(config, env_name)
+    if target.tag_name(tag) not in {t.name for t in target.backend().tags()}:
         raise BadInput(
-            f"{product_name} {tag} was never published to {repo_name}",
+            f"{target.product_name} {tag} was never published to {target.repo_name}",
             fix=f"publish it first: dirac-release publish --version {tag}",
         )
 

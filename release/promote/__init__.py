@@ -76,6 +76,7 @@ def promote_release(
     from release.deploy import check_outcome as deploy_outcome
     from release.deploy import run_playbook
     from release.present import note
+    from release.targets import for_environment
 
     release_version = parse_version_arg(version)
     tag = release_version.tag
@@ -112,7 +113,7 @@ def promote_release(
     }
     started = time.monotonic()
     link = move_link(backend, layout, tag, {a: m for a, m in manifests.items() if m is not None},
-                     wait_s=config.repository(env.repository, config.product(env.product)[1])[1].wait,
+                     wait_s=for_environment(config, target_env).repo.wait,
                      plan=plan)  # fmt: skip
     steps.append({"step": "gate", "result": f"certified on {source_env} at {certification['at']}"})
     steps.append(

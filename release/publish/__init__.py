@@ -31,22 +31,19 @@ def publish_release(
 ) -> dict[str, Any]:
     """Publish the built bundles of one version; record the publication in the ledger."""
     from cvmfs.bundles import load_bundles
-    from cvmfs.layout import Layout
     from cvmfs.publisher import publish
-    from release.targets import make_backend
+    from release.targets import for_product
 
-    name, product = config.product(product_name)
+    target = for_product(config, product_name, repository)
+    name, repo = target.product_name, target.repo
     release_version = parse_version_arg(version)
-    repo_name, repo = config.repository(repository, product)
     out = (out or config.resolve_path(config.build.out)).absolute()
     # The trees' content is checked file by file by the publisher itself (in the plan, and as
     # it copies): here only what SHA256SUMS and the manifests say is loaded and checked.
     bundles = load_bundles(out, name, release_version.tag, list(config.platforms))
-    backend = make_backend(config, repo_name, repo)
-    layout = Layout(repo_name, repo.prefix)
-    tag_name = repo.tag_format.format(
-        product=name, tag=release_version.tag, version=release_version
-    )
+    backend = target.backend()
+    layout = target.layout
+    tag_name = target.tag_name(release_version.tag)
     ledger = config.ledger(name, release_version.tag)
     publication = publish(
         backend,
@@ -60,7 +57,7 @@ def publish_release(
     )
     result = {"product": name, "version": str(release_version), **publication.as_dict()}
     if not plan:
-        earlier = [r for r in ledger.records("publish") if r.get("repository") == repo_name]
+        earlier = [r for r in ledger.records("publish") if r.get("repository") == target.repo_name]
         if publication.status != "already published" or not earlier:
             ledger.record("publish", result)
     return result

@@ -14,8 +14,10 @@ class PublishStage:
     name = "publish"
 
     def plan(self, ctx: Context) -> list[str]:
-        _, product = ctx.config.product(ctx.product)
-        repo_name, repo = ctx.config.repository(None, product)
+        from release.targets import for_product
+
+        target = for_product(ctx.config, ctx.product)
+        repo_name, repo = target.repo_name, target.repo
         return [
             f"publish {ctx.tag} to /cvmfs/{repo_name}/{repo.prefix}/{ctx.tag} (one transaction)"
         ]

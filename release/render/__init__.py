@@ -19,9 +19,12 @@ from release.version import parse_version_arg
 
 
 def environment_vars(config: ReleaseConfig, env_name: str, tag: str) -> dict[str, Any]:
+    from release.targets import for_environment
+
     env = config.environment(env_name)
-    product_name, product = config.product(env.product)
-    repo_name, repo = config.repository(env.repository, product)
+    target = for_environment(config, env_name)
+    product_name, product, repo_name, repo = (
+        target.product_name, target.product, target.repo_name, target.repo)  # fmt: skip
     services = [
         {
             "name": f"{service.system}/{name}",
