@@ -91,7 +91,7 @@ def _cvmfs_checks(
 
 
 def host_checks(config: ReleaseConfig, env_name: str, tag: str) -> list[Check]:
-    from release.deploy import run_playbook
+    from release.deploy import HostOutcome, run_playbook
 
     env = config.environment(env_name)
     started = time.monotonic()
@@ -101,9 +101,9 @@ def host_checks(config: ReleaseConfig, env_name: str, tag: str) -> list[Check]:
     for host in result["hosts"]:
         name = host["host"]
         facts = host.get("facts") or {}
-        if host["result"] == "unreachable" or "service_names" not in facts:
+        if host["result"] == HostOutcome.UNREACHABLE or "service_names" not in facts:
             # Unreachable, or verify.yml failed on the host before it could report.
-            kind = UNREACHABLE if host["result"] == "unreachable" else FAILED
+            kind = UNREACHABLE if host["result"] == HostOutcome.UNREACHABLE else FAILED
             why = host["reason"] or f"verify.yml reported nothing ({host['result']})"
             checks += [Check("hosts", check, name, kind, why, seconds)
                        for check in (f"runs {tag}", "services up")]  # fmt: skip

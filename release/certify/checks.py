@@ -9,10 +9,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 
 from release.credentials import redact
 
-PASSED, FAILED, SKIPPED, UNREACHABLE = "passed", "failed", "skipped", "unreachable"
+
+class CheckResult(StrEnum):
+    """A check's verdict; a StrEnum, so records and JUnit keep the same words."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    UNREACHABLE = "unreachable"
+
+
+PASSED, FAILED, SKIPPED, UNREACHABLE = (
+    CheckResult.PASSED, CheckResult.FAILED, CheckResult.SKIPPED, CheckResult.UNREACHABLE)  # fmt: skip
 
 
 class CheckFailure(Exception):

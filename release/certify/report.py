@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from release.certify.checks import FAILED, UNREACHABLE
 from release.output import markdown_table
 
 RESULT_MARK = {"passed": "pass", "failed": "FAIL", "skipped": "skip", "unreachable": "UNREACHABLE"}
@@ -17,8 +18,8 @@ def write_junit(record: dict[str, Any], path: Path) -> Path:
         "testsuite",
         name=f"certify {record['environment']} {record['version']}",
         tests=str(len(checks)),
-        failures=str(sum(c["result"] == "failed" for c in checks)),
-        errors=str(sum(c["result"] == "unreachable" for c in checks)),
+        failures=str(sum(c["result"] == FAILED for c in checks)),
+        errors=str(sum(c["result"] == UNREACHABLE for c in checks)),
         skipped=str(sum(c["result"] == "skipped" for c in checks)),
         time=f"{sum(c['seconds'] for c in checks):.3f}",
         timestamp=record["at"],
@@ -28,9 +29,9 @@ def write_junit(record: dict[str, Any], path: Path) -> Path:
             suite, "testcase", classname=f"{check['group']}.{check['target']}",
             name=check["name"], time=f"{check['seconds']:.3f}",
         )  # fmt: skip
-        if check["result"] == "failed":
+        if check["result"] == FAILED:
             ET.SubElement(case, "failure", message=check["evidence"][:500]).text = check["evidence"]
-        elif check["result"] == "unreachable":
+        elif check["result"] == UNREACHABLE:
             ET.SubElement(case, "error", message=check["evidence"][:500]).text = check["evidence"]
         elif check["result"] == "skipped":
             ET.SubElement(case, "skipped", message=check["evidence"][:500])

@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,18 @@ PLAYBOOKS = {
 }
 
 
+class HostOutcome(StrEnum):
+    """How a run left a host, when the run itself decides it (a host that finished reports its
+    own result, e.g. `upgraded`). A StrEnum: the JSON and the ledger hold the same words."""
+
+    OK = "ok"
+    UNREACHABLE = "unreachable"
+    NOT_STARTED = "not started (the run stopped before this host)"
+    ROLLED_BACK = "failed, rolled back"
+    NOT_ROLLED_BACK = "failed, NOT rolled back: check the host"
+    FAILED = "failed"
+
+
 @dataclass
 class HostResult:
     host: str
@@ -48,14 +61,14 @@ class HostResult:
     rescued: int
 
     @property
-    def result(self) -> str:
+    def result(self) -> HostOutcome:
         if self.unreachable:
-            return "unreachable"
+            return HostOutcome.UNREACHABLE
         if self.failed and self.rescued:
-            return "failed, rolled back"
+            return HostOutcome.ROLLED_BACK
         if self.failed:
-            return "failed"
-        return "ok"
+            return HostOutcome.FAILED
+        return HostOutcome.OK
 
 
 def parse_recap(output: str) -> dict[str, HostResult]:
@@ -134,18 +147,19 @@ def host_rows(
     for name in env_hosts:
         facts = report.get(name, {})
         stats = recap.get(name)
+        result: str
         if (stats is not None and stats.unreachable) or facts.get("unreachable"):
-            result = "unreachable"
+            result = HostOutcome.UNREACHABLE
         elif stats is None:
-            result = "not started (the run stopped before this host)"
+            result = HostOutcome.NOT_STARTED
         elif stats.failed and facts.get("result") == "rolled back":
-            result = "failed, rolled back"
+            result = HostOutcome.ROLLED_BACK
         elif stats.failed and facts.get("result") == "started":
-            result = "failed, NOT rolled back: check the host"
+            result = HostOutcome.NOT_ROLLED_BACK
         elif stats.failed:
-            result = "failed"
+            result = HostOutcome.FAILED
         else:
-            result = str(facts.get("result") or "ok")
+            result = str(facts.get("result") or HostOutcome.OK)
         rows.append(
             {
                 "host": name,
@@ -299,7 +313,7 @@ def check_outcome(result: dict[str, Any]) -> None:
     """Exit codes: 3 when a host was unreachable, 1 when a host failed (and was rolled back)."""
     hosts = result["hosts"]
     action, tag = result["action"], result["version"]
-    unreachable = [h["host"] for h in hosts if h["result"] == "unreachable"]
+    unreachable = [h["host"] for h in hosts if h["result"] == HostOutcome.UNREACHABLE]
     if result["exit_code"] == 4 or unreachable:
         raise InfrastructureError(
             f"{', '.join(unreachable) or 'a host'} unreachable during {action}",
@@ -307,7 +321,7 @@ def check_outcome(result: dict[str, Any]) -> None:
         )
     if result["exit_code"] != 0:
         failed = [h["host"] for h in hosts if h["failed"]]
-        rolled_back = [h["host"] for h in hosts if h["result"] == "failed, rolled back"]
+        rolled_back = [h["host"] for h in hosts if h["result"] == HostOutcome.ROLLED_BACK]
         raise CheckFailed(
             f"{action} of {'the previous version' if tag == 'previous' else tag} failed on "
             f"{', '.join(failed) or 'a host'}"

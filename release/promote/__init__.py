@@ -21,6 +21,7 @@ def certification_gate(
 ) -> dict[str, Any]:
     """The certification that allows this promotion, or BadInput saying what is missing."""
     from release.certify import published_digests
+    from release.certify.checks import FAILED, UNREACHABLE
 
     ledger = config.ledger(product, tag)
     records = [r for r in ledger.records("certify") if r.get("environment") == source_env]
@@ -36,7 +37,7 @@ def certification_gate(
         failed = [
             f"{c['name']} on {c['target']}"
             for c in latest["checks"]
-            if c["result"] in ("failed", "unreachable")
+            if c["result"] in (FAILED, UNREACHABLE)
         ]
         raise BadInput(
             f"the latest certification of {tag} on {source_env} ({latest['at']}) did not pass: "
