@@ -136,8 +136,17 @@ def read_legacy_key_file(path: Path, *, env_name: str, setting: str) -> SecretSt
 
 
 def legacy_key_from_env(env_name: str, environ: dict[str, str] | None = None) -> SecretStr | None:
-    """The key in `$env_name`, or None when unset or empty."""
-    value = (os.environ if environ is None else environ).get(env_name, "")
+    """The key in `$env_name`, or None when unset or empty.
+
+    The default name, DIRAC_RELEASE_LEGACY_KEY, is read through the table of the toolkit's
+    variables like every other; a site's own name (`certify.legacy_key_env`) directly.
+    """
+    from release.config import overrides
+
+    if env_name in overrides.BY_NAME:
+        value = overrides.get(env_name, environ) or ""
+    else:
+        value = (os.environ if environ is None else environ).get(env_name, "")
     if not value.strip():
         return None
     return _checked(value, "the legacy-exchange key", f"${env_name}", _KEY_FIX.format(env=env_name))
