@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -27,6 +28,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import clean_env, fmt_runs, print_table
 
 from release.lab import ROOTFS_CACHE, lab_hosts_problem, prepare_rootfs
+
+
+def disk_use(path: Path) -> int:
+    """Bytes allocated under path (overlay upper layers: what the kept lab disks cost)."""
+    total, seen = 0, set()
+    for folder, _dirs, names in os.walk(path):
+        for name in names:
+            st = os.lstat(os.path.join(folder, name))
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
 
 
 def demo(work: Path, tag: str, env: dict[str, str]) -> tuple[float, dict[str, float]]:
@@ -63,7 +76,9 @@ def main() -> int:
                 into.append(seconds)
                 for stage, value in stages.items():
                     per_stage[kind].setdefault(stage, []).append(value)
-                print(f"{kind} ({tag}): {seconds:.1f} s", file=sys.stderr, flush=True)
+                lab_disks = disk_use(work / "lab") / 1e6
+                print(f"{kind} ({tag}): {seconds:.1f} s; lab disks kept: {lab_disks:.0f} MB",
+                      file=sys.stderr, flush=True)  # fmt: skip
         finally:
             shutil.rmtree(root, ignore_errors=True)
     cold, warm = statistics.median(colds), statistics.median(warms)
