@@ -15,6 +15,7 @@ from pathlib import Path
 DEFAULT_HOSTS = ["cctbdirac01", "cctbdirac02", "diracprod01"]
 EXIT_BAD_INPUT = 2
 EXIT_INFRASTRUCTURE = 3
+ACTIONS = ("up", "check", "clean")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +33,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     actions.add_parser("check", help="say what this machine lacks for lab hosts (exit 0: nothing)")
     actions.add_parser("clean", help="remove what lab runs whose process is gone left behind")
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `lab` subcommand on another program's subcommands, its handler stored as `handler`.
+
+    For a command line without its own way of adding subcommands; dirac-release's adds `lab`
+    with its common options and calls `add_arguments`.
+    """
+    lab = subparsers.add_parser(
+        "lab", help="start throwaway SSH lab hosts, check or clean them (root)",
+        description=__doc__,
+    )  # fmt: skip
+    add_arguments(lab)
+    lab.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,8 +138,15 @@ def _up(names: list[str], work: Path, bind_specs: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m release.lab [up|check|clean]`; with no action, `up`."""
+    """`python -m release.lab [up|check|clean]`; with no action, `up`.
+
+    Before the actions existed this took host names and options directly (`python -m release.lab
+    cctbdirac01 --work w`); such a command line still means `up`.
+    """
     parser = argparse.ArgumentParser(prog="python -m release.lab", description=__doc__)
     add_arguments(parser)
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] not in {*ACTIONS, "-h", "--help"}:
+        words.insert(0, "up")
+    args = parser.parse_args(words)
     return run(args)

@@ -70,3 +70,29 @@ def test_starting_the_command_line_loads_no_lab_module() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_python_m_release_lab_still_takes_names_without_an_action(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from release.lab.cli import main as lab_main
+
+    # Before `up` existed, names and options came first; a bad --bind stops before any host.
+    assert lab_main(["cctbdirac01", "--bind", "stratum"]) == 2
+    assert "expected SRC:DEST" in capsys.readouterr().err
+
+
+def test_add_parser_puts_lab_on_another_command_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    import release.lab.processes as processes
+    from release.lab.cli import add_parser
+
+    parser = argparse.ArgumentParser(prog="tool")
+    add_parser(parser.add_subparsers(dest="command"))
+    monkeypatch.setattr(processes, "cleanup_leftovers", lambda: [])
+    args = parser.parse_args(["lab", "clean"])
+    assert args.handler(args) == 0
+    assert "nothing was left behind" in capsys.readouterr().out
