@@ -31,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bind", action="append", default=[], metavar="SRC:DEST",
         help="bind-mount SRC read-only at DEST in every host, e.g. stratum/r:/cvmfs/r",
     )  # fmt: skip
+    up.add_argument(
+        "--keep-disks", action="store_true",
+        help="start from (and keep) the hosts' disks and SSH key in --work, e.g. the demo's "
+        "hosts: --work dirac-release-demo/lab cctbdirac01 cctbdirac02 diracprod01",
+    )  # fmt: skip
     actions.add_parser("check", help="say what this machine lacks for lab hosts (exit 0: nothing)")
     actions.add_parser("clean", help="remove what lab runs whose process is gone left behind")
 
@@ -60,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         list(getattr(args, "names", DEFAULT_HOSTS)),
         getattr(args, "work", Path("lab")),
         getattr(args, "bind", []),
+        keep_disks=bool(getattr(args, "keep_disks", False)),
     )
 
 
@@ -99,7 +105,9 @@ def _binds(specs: Sequence[str]) -> list[tuple[Path, str, bool]] | None:
     return binds
 
 
-def _up(names: list[str], work: Path, bind_specs: Sequence[str]) -> int:
+def _up(
+    names: list[str], work: Path, bind_specs: Sequence[str], *, keep_disks: bool = False
+) -> int:
     """Start lab hosts, print how to reach them, keep them until Ctrl-C, then take them down."""
     import contextlib
     import signal
@@ -119,7 +127,7 @@ def _up(names: list[str], work: Path, bind_specs: Sequence[str]) -> int:
         return EXIT_BAD_INPUT
     try:
         rootfs = prepare_rootfs(ROOTFS_CACHE)
-        with lab_hosts(names, rootfs, work, binds=binds) as net:
+        with lab_hosts(names, rootfs, work, binds=binds, keep_disks=keep_disks) as net:
             config = net.ssh_config(Path(work).absolute() / "ssh_config")
             client = " ".join(net.exec_prefix())
             for host in net:
@@ -133,7 +141,8 @@ def _up(names: list[str], work: Path, bind_specs: Sequence[str]) -> int:
     except LabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INFRASTRUCTURE
-    print("lab hosts stopped; nothing is left behind")
+    print("lab hosts stopped; " + (f"their disks stay in {work}" if keep_disks
+                                    else "nothing is left behind"))  # fmt: skip
     return 0
 
 

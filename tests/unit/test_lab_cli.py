@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +97,28 @@ def test_add_parser_puts_lab_on_another_command_line(
     args = parser.parse_args(["lab", "clean"])
     assert args.handler(args) == 0
     assert "nothing was left behind" in capsys.readouterr().out
+
+
+def test_up_keep_disks_reaches_the_lab(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`lab up --keep-disks` starts the hosts from their kept disks (the demo's, for one)."""
+    import release.lab.hosts as hosts
+    import release.lab.prerequisites as prerequisites
+    import release.lab.rootfs as rootfs
+    from release.lab import LabError
+
+    asked: dict[str, object] = {}
+
+    def fake_lab_hosts(names: list[str], root: Path, work: Path, **options: object) -> object:
+        asked.update(options, names=names, work=work)
+        raise LabError("stopped here by the test")
+
+    monkeypatch.setattr(prerequisites, "lab_hosts_problem", lambda: None)
+    monkeypatch.setattr(rootfs, "prepare_rootfs", lambda cache: tmp_path)
+    monkeypatch.setattr(hosts, "lab_hosts", fake_lab_hosts)
+    code = main(["lab", "up", "--work", str(tmp_path / "lab"), "--keep-disks", "cctbdirac01"])
+    assert code == 3 and "stopped here by the test" in capsys.readouterr().err
+    assert asked["keep_disks"] is True and asked["names"] == ["cctbdirac01"]
+    main(["lab", "up", "--work", str(tmp_path / "lab"), "cctbdirac01"])
+    assert asked["keep_disks"] is False
