@@ -227,7 +227,8 @@ def certify_release(
             skipped("diracx", "DiracX", env_name, "no DiracX URL: set certify.url or pass --url")
         )
     else:
-        for host, target in _targets(template, env.hosts):
+
+        def one(host: str, target: str) -> list[Check]:
             issuer = (settings.issuer or target).format(
                 address=env.hosts.get(host) or host, host=host
             )
@@ -240,7 +241,9 @@ def certify_release(
             else:
                 found += token_checks(client, settings, key)
             note(f"DiracX {host or client.base}", found)
-            checks += found
+            return found
+
+        checks += _on_every_target(one, list(_targets(template, env.hosts)))
     counts = {
         kind: sum(c.result == kind for c in checks)
         for kind in (PASSED, FAILED, SKIPPED, UNREACHABLE)
@@ -259,6 +262,44 @@ def certify_release(
         "seconds": round(time.monotonic() - started, 1),
     }
     return config.ledger(product_name, tag).record("certify", record)
+
+
+def _on_every_target(
+    one: Callable[[str, str], list[Check]], targets: list[tuple[str, str]]
+) -> list[Check]:
+    """The DiracX checks of every host at once (each is mostly waiting: health, a job walked
+    to Done), their results in the order of the hosts.
+
+    Daemon threads, joined in short steps: Ctrl-C reaches the main thread at once and the
+    process does not wait for a check still polling (each is bounded by its own timeout).
+    """
+    import threading
+
+    if len(targets) < 2:
+        return [check for host, target in targets for check in one(host, target)]
+    results: list[list[Check] | BaseException] = [[] for _ in targets]
+
+    def work(index: int, host: str, target: str) -> None:
+        try:
+            results[index] = one(host, target)
+        except BaseException as exc:  # handed to the main thread, raised there
+            results[index] = exc
+
+    threads = [
+        threading.Thread(target=work, args=(i, host, target), daemon=True, name=f"certify-{host}")
+        for i, (host, target) in enumerate(targets)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)
+    checks: list[Check] = []
+    for found in results:
+        if isinstance(found, BaseException):
+            raise found
+        checks += found
+    return checks
 
 
 def check_outcome(record: dict[str, Any]) -> None:

@@ -164,3 +164,26 @@ def test_pro_moves_in_one_verified_transaction(site: Path) -> None:
     assert again["status"] == "already there" and backend.status().revision == revision + 1
     with pytest.raises(BadInput, match="not published"):
         move_link(backend, layout, "v9.9.9", present)
+
+
+def test_every_diracx_is_checked_at_once_and_reported_in_host_order() -> None:
+    """Two hosts' checks meet at a barrier: run one after the other, they never would."""
+    import threading
+
+    from release.certify import _on_every_target
+    from release.certify.checks import PASSED, Check
+
+    barrier = threading.Barrier(2, timeout=10)
+
+    def one(host: str, target: str) -> list[Check]:
+        barrier.wait()
+        return [Check("diracx", "health", target, PASSED, host, 0.0)]
+
+    found = _on_every_target(one, [("cctbdirac01", "http://a"), ("cctbdirac02", "http://b")])
+    assert [c.target for c in found] == ["http://a", "http://b"]
+
+    def broken(host: str, target: str) -> list[Check]:
+        raise ValueError(f"bug on {host}")
+
+    with pytest.raises(ValueError, match="bug on"):
+        _on_every_target(broken, [("a", "http://a"), ("b", "http://b")])
