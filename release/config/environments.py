@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
 from release import names
 from release.config.base import PlatformName, _Frozen, _ssh_target
+
+#: What `dirac-release render` sets from release.toml itself. `vars` may not set them: a stray
+#: entry would silently replace the version the pipeline pinned, or the hosts' SSH settings.
+RESERVED_VARS = frozenset({
+    "dirac_product", "dirac_version", "dirac_repository", "dirac_prefix", "dirac_arch",
+    "dirac_batch", "dirac_max_fail_percentage", "dirac_keep_versions", "dirac_services",
+    "ansible_user", "ansible_python_interpreter", "ansible_ssh_private_key_file",
+})  # fmt: skip
+#: An Ansible variable name (what Jinja can reach as a plain name).
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}", re.ASCII)
 
 
 class CertifySettings(_Frozen):
@@ -45,7 +56,8 @@ class Environment(_Frozen):
     repository: str | None = None
     platform: PlatformName = "x86_64"
     hosts: dict[str, str] = Field(min_length=1)
-    batch: int = Field(default=1, ge=1, strict=True)
+    # Hosts upgraded at once after the canary; more than the hosts there are means all of them.
+    batch: int = Field(default=1, ge=1, le=1000, strict=True)
     max_fail_percentage: int = Field(default=0, ge=0, le=100, strict=True)
     keep: int = Field(default=3, ge=1, le=1000, strict=True)
     ssh_user: str = "root"
@@ -61,6 +73,22 @@ class Environment(_Frozen):
     @classmethod
     def _ssh_user(cls, value: str) -> str:
         return _ssh_target("ssh_user", value) or value
+
+    @field_validator("vars")
+    @classmethod
+    def _vars(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if not _VAR_NAME.fullmatch(key):
+                raise ValueError(
+                    f"{names.shown(key)} is not an Ansible variable name (letters, digits and _, "
+                    "not starting with a digit)"
+                )
+            if key in RESERVED_VARS:
+                raise ValueError(
+                    f"{key} is set by dirac-release itself from release.toml (the version from "
+                    "the tag, the rest from this environment's own keys): remove it from vars"
+                )
+        return value
 
     @field_validator("hosts")
     @classmethod

@@ -243,9 +243,34 @@ def test_environments_and_services(tmp_path: Path, isolated_env: Path) -> None:
             "relative to the installed version",
         ),
         (("batch = 1", "batch = 0"), "batch"),
+        (("batch = 1", "batch = 1001"), "batch"),
+        # A stray entry must not replace the version the pipeline pins, nor the SSH settings.
+        (
+            ("batch = 1", 'batch = 1\nvars = { dirac_version = "v0.0.1" }'),
+            "dirac_version is set by dirac-release itself",
+        ),
+        (
+            ("batch = 1", 'batch = 1\nvars = { ansible_ssh_private_key_file = "/tmp/k" }'),
+            "ansible_ssh_private_key_file is set by dirac-release itself",
+        ),
+        (
+            ("batch = 1", 'batch = 1\nvars = { "dirac-server-x" = 1 }'),
+            "is not an Ansible variable name",
+        ),
     ],
 )
 def test_bad_environments_are_refused(tmp_path: Path, change: tuple[str, str], words: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, ENVIRONMENTS.replace(*change)), environ={})
     assert words in caught.value.render()
+
+
+def test_the_reserved_vars_are_exactly_what_render_sets(tmp_path: Path) -> None:
+    """vars may set anything but what render derives itself; the two lists never drift."""
+    from release.config.environments import RESERVED_VARS
+    from release.render import environment_vars
+
+    text = ENVIRONMENTS.replace("batch = 1", 'batch = 1\nssh_key = "k"\nvars = { site = "cc" }')
+    config = load_config(write(tmp_path, text), environ={})
+    derived = set(environment_vars(config, "certification", "v1.0.0")) - {"site"}
+    assert derived == RESERVED_VARS
