@@ -186,7 +186,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     result = promote_release(_load(args), version=args.version, source_env=args.source,
                              target_env=args.target, install=args.install, plan=args.plan,
-                             echo=_live(args))  # fmt: skip
+                             echo=_live(args), progress=present.note if _live(args) else None)  # fmt: skip
     present.promotion(result, args.json)
     return 0
 

@@ -9,6 +9,7 @@ the production hosts are upgraded (the rolling upgrade with rollback), productio
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from release.config import ReleaseConfig
@@ -70,13 +71,17 @@ def promote_release(
     install: bool = False,
     plan: bool = False,
     echo: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Check the gate, move pro, upgrade production, certify production; record each step."""
+    """Check the gate, move pro, upgrade production, certify production; record each step.
+
+    `echo` shows Ansible's output, `progress` hears production's certification as it goes:
+    the caller decides how a person sees them (promote imports no presentation).
+    """
     from cvmfs.promotion import move_link
     from release.certify import certify_release, check_outcome, published_manifests
     from release.deploy import check_outcome as deploy_outcome
     from release.deploy import run_playbook
-    from release.present import note
     from release.targets import for_environment
 
     release_version = parse_version_arg(version)
@@ -142,9 +147,7 @@ def promote_release(
         steps.append({"step": "deploy", "result": ", ".join(f"{h['host']} {h['result']}" for h in deployment["hosts"]),
                       "hosts": deployment["hosts"]})  # fmt: skip
         deploy_outcome(deployment)
-        record = certify_release(
-            config, env_name=target_env, version=tag, progress=note if echo else None
-        )
+        record = certify_release(config, env_name=target_env, version=tag, progress=progress)
         steps.append({"step": "certify", "result": f"{'passed' if record['passed'] else 'FAILED'}: "
                       f"{record['counts']['passed']} passed, {record['counts']['failed']} failed",
                       "record_at": record["at"]})  # fmt: skip

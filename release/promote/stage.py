@@ -21,7 +21,8 @@ class PromoteStage:
 
         started = time.monotonic()
         result = promote_release(ctx.config, version=ctx.tag, source_env=ctx.env,
-                                 target_env=ctx.production, install=ctx.install, echo=ctx.live)  # fmt: skip
+                                 target_env=ctx.production, install=ctx.install, echo=ctx.live,
+                                 progress=ctx.note if ctx.live else None)  # fmt: skip
         return done(
             self.name,
             "; ".join(step["result"] for step in result["steps"][1:]),
