@@ -52,7 +52,10 @@ def published_manifests(
 def published_digests(config: ReleaseConfig, env_name: str, tag: str) -> dict[str, str]:
     """Per platform, the digest of the manifest published now (the bundle contract's one
     definition, the value the build recorded); platforms not published are left out."""
-    backend, layout, _ = published_manifests(config, env_name, tag)
+    from release.targets import for_environment
+
+    target = for_environment(config, env_name)
+    backend, layout = target.backend(), target.layout
     found = {
         arch: backend.manifest_digest(layout.platform_dir(tag, arch))
         for arch in sorted(config.platforms)

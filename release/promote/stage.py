@@ -32,13 +32,13 @@ class PromoteStage:
 
     def verify(self, ctx: Context) -> str | None:
         from cvmfs.layout import PRO_LINK
-        from release.certify import published_manifests
+        from release.targets import for_environment
 
         records = [r for r in ctx.ledger.records("promote") if r.get("to") == ctx.production]
         if not records or not records[-1].get("passed"):
             return f"never promoted to {ctx.production}"
-        backend, layout, _ = published_manifests(ctx.config, ctx.production, ctx.tag)
-        now = backend.entries(layout.prefix).get(PRO_LINK)
+        target = for_environment(ctx.config, ctx.production)
+        now = target.backend().entries(target.layout.prefix).get(PRO_LINK)
         if now != ctx.tag:
             return f"pro points to {now or 'nothing'} now"
         return None
