@@ -170,12 +170,20 @@ class DirectoryBackend:
             "txn": txn_id,
         }
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+        # Live before it is visible: another thread of this process that reads the lock between
+        # the link and the caller's bookkeeping must not take it for a crashed publication.
+        _ACTIVE.add(txn_id)
         try:
-            os.link(tmp, self.lock_path)
-        except FileExistsError:
-            return None
-        finally:
-            tmp.unlink()
+            try:
+                os.link(tmp, self.lock_path)
+            except FileExistsError:
+                _ACTIVE.discard(txn_id)
+                return None
+            finally:
+                tmp.unlink()
+        except BaseException:
+            _ACTIVE.discard(txn_id)  # a lock left behind by a failure here is stale, not live
+            raise
         return txn_id
 
     def _release(self, txn_id: str) -> None:
@@ -225,7 +233,6 @@ class DirectoryBackend:
             if txn_id is not None:
                 if waited:
                     self.notes.append("waited for another publisher to finish")
-                _ACTIVE.add(txn_id)
                 try:
                     self._discard_orphans(txn_id)
                     return DirectoryTransaction(self, txn_id)

@@ -341,6 +341,37 @@ def test_promote_and_gc_never_leave_pro_dangling(four_versions: Path, tmp_path: 
     assert sum(outcomes.values()) == RACES
 
 
+def test_a_lock_just_taken_is_live_for_the_other_threads(
+    four_versions: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window the random race once hit in CI, made certain: the moment the lock file
+    appears, before the opener returns, another thread of this process must see a live
+    publisher (waiting for it), not a crashed one (whose leftovers it would refuse to clear)."""
+    backend = DirectoryBackend(REPO, four_versions / "stratum")
+    seen: list[bool] = []
+    real_link = os.link
+
+    def link_then_look(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        real_link(src, dst, *args, **kwargs)
+        if Path(dst) == backend.lock_path:
+            lock = backend._read_lock()
+            assert lock is not None
+            seen.append(backend._stale(lock))
+
+    monkeypatch.setattr(os, "link", link_then_look)
+    txn = backend.open("vodemo", Owner.me("pro->v1.0.3"), wait_s=1)
+    try:
+        assert seen == [False]
+        # Another thread's open now waits for it and reports it running.
+        with pytest.raises(ReleaseError, match=r"busy: .*publishing pro->v1.0.3 \(running\)"):
+            DirectoryBackend(REPO, four_versions / "stratum").open(
+                "vodemo", Owner.me("gc"), wait_s=0.3
+            )
+    finally:
+        txn.abort()
+    assert backend._read_lock() is None
+
+
 def test_promote_fix_never_names_a_missing_version(four_versions: Path) -> None:
     """The undo advice when pro did not exist before must not read `--version None`."""
     from cvmfs import promotion
