@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import stat
+import struct
 import subprocess
 import time
 
@@ -23,7 +24,8 @@ description:
   - C(verify) checks an installed version file by file against its manifest.
   - C(activate) points C(<root>/pro) at a version (new link then rename(2), like C(mv -T)) and
     records the version it replaces in C(<root>/previous).
-  - C(prune) keeps the newest C(keep) versions (by install time), never pro nor previous.
+  - C(prune) keeps the newest C(keep) versions (by install time), never pro nor previous, and
+    drops the bytecode cached for versions no longer installed.
   - C(info) reports pro, previous, installed versions, free space and the machine.
 options:
   action:
@@ -49,6 +51,12 @@ options:
     description: How many versions C(prune) keeps.
     type: int
     default: 3
+  pycache:
+    description:
+      - The services' C(PYTHONPYCACHEPREFIX). C(install) seeds the new version's bytecode there
+        from the version it replaces, for every source file the two manifests say is the same;
+        C(prune) removes what belonged to removed versions.
+    type: path
 """
 
 MANIFEST = ".dirac-release/manifest.json"
@@ -103,6 +111,84 @@ def verify_tree(tree):
         dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
     problems.extend(f"{rel}: missing" for rel in sorted(set(listed) - seen))
     return problems
+
+
+def _py_hashes(tree):
+    """path -> sha256 of the .py files in a tree's manifest ({} when unreadable)."""
+    try:
+        with open(os.path.join(tree, MANIFEST), encoding="utf-8") as handle:
+            files = json.load(handle)["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {
+        e["path"]: e["sha256"]
+        for e in files
+        if isinstance(e, dict) and str(e.get("path", "")).endswith(".py") and "sha256" in e
+    }
+
+
+def _cache_of(pycache, tree):
+    """Where Python keeps the bytecode of tree under a PYTHONPYCACHEPREFIX."""
+    return os.path.join(pycache, os.path.abspath(tree).lstrip(os.sep))
+
+
+def seed_pycache(pycache, old_tree, new_tree):
+    """Give new_tree the bytecode old_tree's services compiled, where the source is the same.
+
+    A new version shares most of its files with the one it replaces, but its paths are new, so
+    its services would start by compiling everything again (seconds of CPU per process, on every
+    host, while the service is down). A .pyc records its source's mtime and size, which Python
+    checks; the manifests' hashes decide that the content is the same, so a .pyc is reused only
+    for an identical source: linked when the recorded mtime already matches, else copied with
+    the new file's mtime, which is the .pyc Python would write. Returns how many were reused.
+    """
+    old_cache, new_cache = _cache_of(pycache, old_tree), _cache_of(pycache, new_tree)
+    if not os.path.isdir(old_cache):
+        return 0
+    old_hashes, new_hashes = _py_hashes(old_tree), _py_hashes(new_tree)
+    reused = 0
+    for dirpath, _dirnames, filenames in os.walk(old_cache):
+        rel_dir = os.path.relpath(dirpath, old_cache)
+        for name in filenames:
+            if not name.endswith(".pyc"):
+                continue
+            source = (name.split(".", 1)[0] + ".py") if rel_dir == "." else (
+                f"{rel_dir}/{name.split('.', 1)[0]}.py")  # fmt: skip
+            digest = new_hashes.get(source)
+            if digest is None or old_hashes.get(source) != digest:
+                continue
+            try:
+                st = os.stat(os.path.join(new_tree, source))
+                with open(os.path.join(dirpath, name), "rb") as handle:
+                    data = handle.read()
+                flags, mtime, size = struct.unpack("<III", data[4:16])
+                if flags != 0 or size != st.st_size & 0xFFFFFFFF:
+                    continue  # hash-based, or not the size Python would check: leave it to Python
+                dest = os.path.join(new_cache, rel_dir, name)
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                if mtime == int(st.st_mtime) & 0xFFFFFFFF:
+                    os.link(os.path.join(dirpath, name), dest)
+                else:
+                    tmp = f"{dest}.{os.getpid()}.tmp"
+                    with open(tmp, "wb") as handle:
+                        handle.write(data[:8] + struct.pack("<I", int(st.st_mtime) & 0xFFFFFFFF))
+                        handle.write(data[12:])
+                    os.replace(tmp, dest)
+            except (OSError, struct.error):
+                continue  # a cache is an optimisation: Python compiles what is not there
+            reused += 1
+    return reused
+
+
+def _drop_caches(pycache, versions, keep):
+    """Remove the bytecode cached for versions that are not in keep; names what it removed."""
+    folder = _cache_of(pycache, versions)
+    if not os.path.isdir(folder):
+        return []
+    gone = sorted(name for name in os.listdir(folder) if name not in keep)
+    for name in gone:
+        shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+    return gone
 
 
 def _fail_destination(module, versions, version, exc):
@@ -163,6 +249,7 @@ def main():
             "arch": {"type": "str", "default": "x86_64"},
             "source": {"type": "path"},
             "keep": {"type": "int", "default": 3},
+            "pycache": {"type": "path"},
         },
         supports_check_mode=True,
     )
@@ -267,7 +354,12 @@ def main():
             _fail_destination(module, versions, version, exc)
         now = time.time()
         os.utime(dest_version, (now, now))
-        module.exit_json(changed=True, path=tree, verified=True, repaired=damaged[:SHOW])
+        seeded = 0
+        pro = _version_of(root, _link_target(os.path.join(root, "pro")))
+        if p["pycache"] and pro and pro != version:
+            seeded = seed_pycache(p["pycache"], os.path.join(versions, pro, platform), tree)
+        module.exit_json(changed=True, path=tree, verified=True, repaired=damaged[:SHOW],
+                         bytecode_reused=seeded)  # fmt: skip
 
     if action == "activate":
         tree = os.path.join(versions, version, platform)
@@ -296,12 +388,15 @@ def main():
         }
         installed = _installed(root)
         remove = [v for v in installed[keep:] if v not in protected]
+        kept = [v for v in installed if v not in remove]
+        caches = []
         if not module.check_mode:
             for name in remove:
                 shutil.rmtree(os.path.join(versions, name))
-        module.exit_json(
-            changed=bool(remove), removed=remove, kept=[v for v in installed if v not in remove]
-        )
+            if p["pycache"]:
+                caches = _drop_caches(p["pycache"], versions, set(kept))
+        module.exit_json(changed=bool(remove or caches), removed=remove, kept=kept,
+                         bytecode_dropped=caches)  # fmt: skip
 
 
 if __name__ == "__main__":
