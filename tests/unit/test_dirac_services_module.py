@@ -113,3 +113,59 @@ def test_status_reads_the_working_folder_of_the_running_process(
     assert ok.get("failed") is not True, ok
     assert ok["trees"] == [str(tree)] and ok["services"][0]["pid"] == sleeper.pid
     assert wrong["failed"] is True and f"its process runs in '{tree}'" in wrong["msg"]
+
+
+class _Failed(Exception):
+    pass
+
+
+class _Module:
+    def fail_json(self, msg: str) -> None:
+        raise _Failed(msg)
+
+
+def _load_module() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dirac_services_under_test", MODULE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_restart_is_one_sv_call_and_retries_only_the_services_not_restarted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One `sv restart` for all (their stops and starts overlap); a service runsvdir has not
+    picked up yet is asked again alone, and one that never comes fails the task by name."""
+    services = _load_module()
+    calls: list[tuple[str, ...]] = []
+    ready_after = {"/d/startup/A": 0, "/d/startup/B": 2}  # B is reachable from the third try
+
+    def fake_sv(*args: str) -> tuple[int, str]:
+        calls.append(args)
+        lines, rc = [], 0
+        for d in args[1:]:
+            if ready_after.get(d, 99) < len(calls):
+                lines.append(f"ok: run: {d}: (pid 42) 0s")
+            else:
+                lines.append(f"warning: {d}: unable to open supervise/ok: file does not exist")
+                rc += 1
+        return rc, "\n".join(lines)
+
+    monkeypatch.setattr(services, "_sv", fake_sv)
+    monkeypatch.setattr(services.time, "sleep", lambda _s: None)
+    services._restart(_Module(), ["/d/startup/A", "/d/startup/B"])
+    assert calls == [
+        ("restart", "/d/startup/A", "/d/startup/B"),
+        ("restart", "/d/startup/B"),
+        ("restart", "/d/startup/B"),
+    ]
+
+    calls.clear()
+    ready_after["/d/startup/C"] = 99
+    with pytest.raises(_Failed, match=r"sv restart /d/startup/C failed 10 times"):
+        services._restart(_Module(), ["/d/startup/A", "/d/startup/C"])
+    assert calls[0] == ("restart", "/d/startup/A", "/d/startup/C")
+    assert calls[1:] == [("restart", "/d/startup/C")] * (services.SV_TRIES - 1)

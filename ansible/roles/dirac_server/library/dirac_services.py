@@ -157,14 +157,24 @@ def _start_runsvdir(module, startup):
     return proc.pid
 
 
-def _restart(module, service_dir):
+def _restarted(out, service_dir):
+    """Whether sv's report says this service restarted (`ok: run: <dir>: (pid N) 0s`)."""
+    return any(line.startswith(f"ok: run: {service_dir}:") for line in out.splitlines())
+
+
+def _restart(module, service_dirs):
+    """Restart the services together: sv stops and starts them all, then waits for all, so one
+    service's stop and start overlap the others'. Retried for the ones runsvdir has not
+    picked up yet."""
+    pending, out = list(service_dirs), ""
     for attempt in range(SV_TRIES):
-        rc, out = _sv("restart", service_dir)
-        if rc == 0:
+        rc, out = _sv("restart", *pending)
+        pending = [] if rc == 0 else [d for d in pending if not _restarted(out, d)]
+        if not pending:
             return
         if attempt + 1 < SV_TRIES:
             time.sleep(1)
-    module.fail_json(msg=f"sv restart {service_dir} failed {SV_TRIES} times: {out}")
+    module.fail_json(msg=f"sv restart {' '.join(pending)} failed {SV_TRIES} times: {out}")
 
 
 def _wait_up(module, dirs, min_uptime, timeout):
@@ -255,8 +265,8 @@ def supervise(module):
     if module.check_mode:
         module.exit_json(changed=changed, written=written, linked=linked, restarted=restart,
                          diff=diffs)  # fmt: skip
-    for name in restart:
-        _restart(module, dirs[name])
+    if restart:
+        _restart(module, [dirs[name] for name in restart])
     status = _wait_up(module, dirs, p["min_uptime"], p["up_timeout"]) if dirs else {}
     urls = {s["name"]: s["health_url"] for s in services if s.get("health_url")}
     health = _wait_healthy(module, urls, p["health_timeout"]) if urls else {}

@@ -45,7 +45,8 @@ _TASKS = (
     "sys.argv = ['diracx-tasks'] + sys.argv[2:]; "
     "from diracx.tasks.task_run import main; main()"
 )
-# Its scheduler, looking for due periodic tasks every CHECK seconds (see run_scheduler).
+# Its scheduler, looking for due periodic tasks every CHECK seconds (see run_scheduler); the
+# command line ends with "scheduler", as diracx-tasks' own does, for ps and for admins.
 _SCHEDULER = (
     "import site, sys; p = sys.argv[1]; sys.path.insert(0, p); site.addsitedir(p); "
     "from vodemo.tasks import run_scheduler; run_scheduler(float(sys.argv[2]))"
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     env = _child_env({**settings, "DIRACX_TASKS_REDIS_URL": redis_url})
     if not 0.1 <= args.scheduler_check <= 600:
         raise SystemExit("vodemo-diracx-tasks: --scheduler-check must be 0.1 to 600 seconds")
-    children["scheduler"] = _start([str(args.scheduler_check)], env, _SCHEDULER)
+    children["scheduler"] = _start([str(args.scheduler_check), "scheduler"], env, _SCHEDULER)
     for size in SIZES:
         children[f"{size} worker"] = _start(
             ["worker", "--worker-size", size, "--max-concurrent-tasks", str(args.max_concurrent_tasks)],
