@@ -41,6 +41,11 @@ class CallbackModule(CallbackBase):
         with open(self._path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, sort_keys=True, default=str) + "\n")
 
+    def v2_playbook_on_start(self, playbook) -> None:
+        # Proof that the plugin ran: a run with no host facts is then told from one whose
+        # callback was never loaded.
+        self._write({"event": "start", "playbook": os.path.basename(playbook._file_name)})
+
     def v2_runner_on_ok(self, result) -> None:
         facts = result._result.get("ansible_facts") or {}
         report = facts.get("dirac_report")

@@ -125,8 +125,10 @@ def read_report(path: Path) -> dict[str, dict[str, Any]]:
             event = json.loads(line)
         except ValueError:
             continue  # a line cut short by a killed run
-        entry = hosts.setdefault(str(event.get("host")), {})
         kind = event.pop("event", "")
+        if kind == "start":
+            continue
+        entry = hosts.setdefault(str(event.get("host")), {})
         if kind == "report":
             # Jinja renders a missing version (a first installation) as "".
             entry.update(
@@ -191,6 +193,27 @@ def _ssh_multiplexing(environ: Mapping[str, str], control_dir: Path) -> dict[str
     return {
         "ANSIBLE_SSH_EXTRA_ARGS": f"{extra} -o ControlMaster=auto -o ControlPersist=120s".strip(),
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
+    }
+
+
+REPORT_CALLBACK = "dirac_release_report"
+
+
+def _report_callback(environ: Mapping[str, str], ansible: Path) -> dict[str, str]:
+    """Keep our report callback on whatever the shell enables (profile_tasks, say).
+
+    ANSIBLE_CALLBACKS_ENABLED and ANSIBLE_CALLBACK_PLUGINS in the environment replace
+    ansible.cfg's values: without this an admin timing tasks would silently switch off the
+    report that deploy and certify read every host's result from.
+    """
+    enabled = [n.strip() for n in environ.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",")]
+    plugins = [p for p in environ.get("ANSIBLE_CALLBACK_PLUGINS", "").split(os.pathsep) if p]
+    ours = str(ansible / "callback_plugins")
+    return {
+        "ANSIBLE_CALLBACKS_ENABLED": ",".join(
+            dict.fromkeys([REPORT_CALLBACK, *(n for n in enabled if n)])
+        ),
+        "ANSIBLE_CALLBACK_PLUGINS": os.pathsep.join(dict.fromkeys([ours, *plugins])),
     }
 
 
@@ -262,6 +285,7 @@ def run_playbook(
         ANSIBLE_NOCOLOR="1",
         DIRAC_RELEASE_REPORT=str(report_path),
         **_ssh_multiplexing(os.environ, report_dir / "cp"),
+        **_report_callback(os.environ, ansible),
     )
     lines: list[str] = []
     started = time.monotonic()
@@ -282,6 +306,13 @@ def run_playbook(
             ):
                 print(line.rstrip()[:200], file=sys.stderr)
         code = proc.wait()
+        if not report_path.is_file() and code in (0, 2):
+            raise InfrastructureError(
+                f"ansible-playbook ran (exit {code}) without dirac-release's report callback: "
+                "no host result can be trusted",
+                fix="check ansible.cfg and the ANSIBLE_CALLBACK* variables; the "
+                f"{REPORT_CALLBACK} callback must load from {ansible / 'callback_plugins'}",
+            )
         report = read_report(report_path)
     finally:
         _close_ssh_masters(report_dir / "cp")

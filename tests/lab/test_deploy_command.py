@@ -78,9 +78,12 @@ def site(
         yield root, net
 
 
-def cli(site: tuple[Path, LabNetwork], *args: str) -> subprocess.CompletedProcess[str]:
+def cli(
+    site: tuple[Path, LabNetwork], *args: str, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     root, net = site
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIRAC_RELEASE_")}
+    env.update(extra_env or {})
     return subprocess.run(
         [*net.exec_prefix(), sys.executable, "-m", "release", "--config", str(root / "release.toml"), "--json", *args],
         capture_output=True, text=True, env=env, timeout=600, check=False,
@@ -132,8 +135,14 @@ def test_deploy_upgrade_failure_and_rollback(site: tuple[Path, LabNetwork]) -> N
     assert running(net, "cctbdirac01") == "v1.0.0" and running(net, "cctbdirac02") == "v1.0.0"
 
     logins = {host.name: accepted_logins(host) for host in net}
-    upgraded = cli(site, "deploy", "--env", "certification", "--version", "v1.0.1")
+    # An admin's own callback (here junit; profile_tasks is the usual one) runs beside ours:
+    # it replaces ansible.cfg's list, and without ours no host result would be read.
+    junit = root / "junit"
+    upgraded = cli(site, "deploy", "--env", "certification", "--version", "v1.0.1",
+                   extra_env={"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.junit",
+                              "JUNIT_OUTPUT_DIR": str(junit)})  # fmt: skip
     assert upgraded.returncode == 0, upgraded.stderr[-3000:]
+    assert len(list(junit.glob("*.xml"))) == 1
     # One SSH connection per host carried the whole upgrade (7 tasks on each host), and it
     # was closed with the run.
     assert {host.name: accepted_logins(host) - logins[host.name] for host in net} == {
