@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from release import __version__
 from release.commands import (
+    cmd_base,
     cmd_build,
     cmd_certify,
     cmd_config,
@@ -119,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="build even if the product's work tree has uncommitted changes",
     )
     build.add_argument("--refresh", action="store_true", help="ignore cached locks and bundles")
+
+    base = add("base", cmd_base, "record what a pinned base environment provides, or show it")
+    base.add_argument("action", choices=["inspect", "show"],
+                      help="inspect: read the base and write its record; show: read the record")  # fmt: skip
+    base.add_argument("name", nargs="?", help="which [bases.NAME] (default: the only one)")
+    base.add_argument("--platform", default="all", help="x86_64, aarch64 or all (default)")
 
     publish = add(
         "publish", cmd_publish, "publish a version's bundles to CVMFS (one transaction, verified)"

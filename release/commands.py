@@ -267,6 +267,37 @@ def cmd_sysroot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_base(args: argparse.Namespace) -> int:
+    """Record what a pinned base (DIRACOS2, a Debian root filesystem) provides, or show it."""
+    from release.base.record import inspect_and_record, record_path
+
+    config = _load(args)
+    name, base = config._pick(
+        "base", config.bases, args.name, "name the base: dirac-release base inspect NAME", "bases"
+    )
+    arches = list(base.platforms) if args.platform == "all" else [args.platform]
+    if args.action == "inspect":
+        path, platforms = inspect_and_record(config, name, arches)
+    else:
+        from release.base.record import load_platform
+
+        path = record_path(config, name, base)
+        platforms = []
+        for arch in arches:
+            record = load_platform(config, name, arch)
+            platforms.append(
+                {"platform": arch, "layout": record.layout, "python": record.python,
+                 "distributions": len(record.distributions), "digest": record.digest,
+                 "changes": []}
+            )  # fmt: skip
+    present.base_record(
+        {"base": name, "version": base.version, "record": str(path), "platforms": platforms},
+        args.action,
+        args.json,
+    )
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """Check a release.toml and show what it resolves to."""
     present.configuration(_load(args), args.json)

@@ -43,6 +43,29 @@ def version_info(info: dict[str, Any], tag: str, as_json: bool) -> None:
     table(f"Release {tag}", ["", ""], rows)
 
 
+def base_record(data: dict[str, Any], action: str, as_json: bool) -> None:
+    from release.output import print_json, table
+
+    if as_json:
+        print_json(data)
+        return
+    rows = [
+        [f"Linux-{p['platform']}", p["layout"], p["python"], str(p["distributions"]),
+         p["digest"][:16], "; ".join(p["changes"][:6]) or ("-" if action == "show" else "none")]
+        for p in data["platforms"]
+    ]  # fmt: skip
+    table(
+        f"Base {data['base']} {data['version']}",
+        ["platform", "layout", "python", "distributions", "digest", "changes"],
+        rows,
+    )
+    verb = "recorded in" if action == "inspect" else "from"
+    note(
+        f"{verb} {data['record']}"
+        + (": commit it with release.toml" if action == "inspect" else "")
+    )
+
+
 def build(report: Any, as_json: bool) -> None:
     from release.output import human_size, markdown_table, print_json, step_summary, table
 

@@ -22,10 +22,18 @@ from typing import Any
 
 from cvmfs.bundle_contract import SUMS_NAME, format_sums, parse_sums_line
 from release import __version__
+from release.base.record import PlatformRecord
 from release.build import manifest as mf
-from release.build.layout import MANIFEST_NAME, META_DIR, install, platform_dir, site_packages
+from release.build.layout import (
+    MANIFEST_NAME,
+    META_DIR,
+    BaseRuntime,
+    install,
+    platform_dir,
+    site_packages,
+)
 from release.build.resolve import Lock, compile_lock
-from release.build.smoke import run_smoke, top_level_modules
+from release.build.smoke import BaseAtHand, run_smoke, top_level_modules
 from release.build.source import ProductSource, build_wheel, resolve_source
 from release.build.tarball import write_tarball
 from release.build.uvtool import uv_version
@@ -104,9 +112,16 @@ def _tarball_name(product: str, tag: str, arch: str) -> str:
     return f"{product}-{tag}-{platform_dir(arch)}.tar.gz"
 
 
-def _bundle_key(lock: Lock, source: ProductSource, product: Product, level: int) -> str:
+def _bundle_key(
+    lock: Lock,
+    source: ProductSource,
+    product: Product,
+    level: int,
+    base: PlatformRecord | None = None,
+) -> str:
     payload = {
         "lock": lock.sha256,
+        "base": base.digest if base else None,
         "python": product.python,
         "source": source.as_dict(),
         "compression": level,
@@ -236,11 +251,27 @@ def _build_one(
     level: int,
     progress: Progress,
     started: float,
+    base: _OnBase | None = None,
 ) -> PlatformBundle:
     arch = lock.platform
     tree = staging / platform_dir(arch)
     progress.step(arch, "installing wheels")
-    install(lock, source, product.python, tree)
+    install(lock, source, product.python, tree, base.runtime if base else None)
+    base_use = None
+    if base is not None:
+        from release.base.check import check_base
+
+        progress.step(arch, f"checking what base {base.record.label} provides")
+        base_use = check_base(
+            tree / site_packages(product.python),
+            base.record,
+            product=name,
+            distribution=source.distribution,
+            version=str(source.version),
+            extras=product.extras,
+            extra_requirements=product.requirements,
+            overrides=product.base_overrides,
+        ).as_dict(base.record)
     progress.step(arch, "hashing files, checking ELF headers")
     manifest_rel = f"{META_DIR}/{MANIFEST_NAME}"
     scan = mf.scan_tree(tree, arch, skip=frozenset({manifest_rel}))
@@ -253,7 +284,7 @@ def _build_one(
         if product.smoke_imports is not None
         else (top_level_modules(site, source.distribution))
     )
-    smoke = run_smoke(tree, arch, product.python, modules)
+    smoke = run_smoke(tree, arch, product.python, modules, base.at_hand if base else None)
     manifest = {
         "schema": mf.SCHEMA,
         "product": name,
@@ -267,6 +298,7 @@ def _build_one(
         "bundle_key": key,
         "builder": {"dirac-release": __version__, "uv": uv_version(), "layout": LAYOUT_VERSION},
         "distributions": dists,
+        **({"base": base_use} if base_use is not None else {}),
         "files": scan.files,
         "totals": {
             "files": len(scan.files),
@@ -296,6 +328,44 @@ def _build_one(
         smoke=smoke.status,
         smoke_detail=smoke.detail,
     )
+
+
+@dataclass(frozen=True)
+class _OnBase:
+    """A platform's base: its record (what it provides), where bundles find it at run time,
+    and the base itself when it is on this machine (for the smoke test)."""
+
+    record: PlatformRecord
+    runtime: BaseRuntime
+    at_hand: BaseAtHand | None
+
+
+def _bases(
+    config: ReleaseConfig, product: Product, arches: list[PlatformName]
+) -> dict[str, _OnBase]:
+    """Each platform's base, checked before anything is resolved or written."""
+    if product.base is None:
+        return {}
+    from release.base.record import check_unchanged, load_platform
+
+    name, base = product.base, config.bases[product.base]
+    repository = None
+    if config.repositories:
+        with contextlib.suppress(BadInput):
+            repository = config.repository(None, product)
+    found: dict[str, _OnBase] = {}
+    for arch in arches:
+        record = load_platform(config, name, arch)
+        root = check_unchanged(config, record)
+        at_hand = BaseAtHand(record.label, root, record.layout) if root is not None else None
+        folder = f"diracos/{base.version}/{platform_dir(arch)}"
+        candidates = [base.location.replace("{arch}", arch)] if base.location else []
+        candidates.append(f"$DIRAC_RELEASE_PREFIX/../../{folder}")
+        if repository is not None:
+            repo_name, repo = repository
+            candidates.append(f"{repo.mount_root}/{repo_name}/{repo.prefix}/{folder}")
+        found[arch] = _OnBase(record, BaseRuntime(record.label, arch, tuple(candidates)), at_hand)
+    return found
 
 
 def _clean_stale_staging(out: Path) -> None:
@@ -348,6 +418,7 @@ def build_release(
     check_writable(out)
     cache_dir = config.resolve_path(config.build.cache_dir)
 
+    bases = _bases(config, product, arches)
     source = resolve_source(config, name, product, release_version, allow_dirty=allow_dirty)
     for arch in arches:
         progress.step(arch, f"building the {name} wheel" if source.kind == "git" else "resolving")
@@ -357,9 +428,11 @@ def build_release(
 
     def lock_for(arch: PlatformName) -> Lock:
         progress.step(arch, "resolving")
+        on_base = bases.get(arch)
         return compile_lock(
-            source, product, arch, config.platforms[arch], cache_dir, refresh=refresh
-        )
+            source, product, arch, config.platforms[arch], cache_dir, refresh=refresh,
+            base=on_base.record if on_base else None,
+        )  # fmt: skip
 
     jobs = min(config.build.jobs, len(arches))
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -372,7 +445,8 @@ def build_release(
         sums = read_sums(version_dir / SUMS_NAME)
         todo: list[tuple[Lock, str]] = []
         for lock in locks:
-            key = _bundle_key(lock, source, product, level)
+            on_base = bases.get(lock.platform)
+            key = _bundle_key(lock, source, product, level, on_base.record if on_base else None)
             tarball = version_dir / _tarball_name(name, release_version.tag, lock.platform)
             hit = (
                 None
@@ -402,6 +476,7 @@ def build_release(
                             level,
                             progress,
                             started,
+                            bases.get(lock.platform),
                         )
                         for lock, key in todo
                     ]

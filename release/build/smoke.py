@@ -25,6 +25,59 @@ TIMEOUT_S = 300
 
 
 @dataclass(frozen=True)
+class BaseAtHand:
+    """A base present on this machine, to run the bundle on (see run_smoke)."""
+
+    label: str
+    root: Path
+    layout: str  # "prefix" | "rootfs"
+
+
+# Runs the base's interpreter natively inside the base, in a private mount namespace that
+# ends with the process: the bundle appears at /mnt (nothing is written into the base).
+_CHROOT = (
+    'tree=$1 root=$2; shift 2; mount --bind "$tree" "$root/mnt" && '
+    'mount --rbind /dev "$root/dev" && mount -t proc proc "$root/proc" && '
+    'exec chroot "$root" "$@"'
+)
+
+
+def _qemu(arch: str) -> str | None:
+    return shutil.which(f"qemu-{arch}-static") or shutil.which(f"qemu-{arch}")
+
+
+def _base_command(
+    arch: str, python: str, base: BaseAtHand, tree: Path
+) -> tuple[list[str] | None, str, Path]:
+    """How to run `python` of the base for `arch`, and where the bundle is seen from there."""
+    native = arch == host_platform.machine()
+    if base.layout == "prefix":  # DIRACOS2: a relocatable prefix that uses the system's libc
+        interpreter = str(base.root / "bin" / f"python{python}")
+        if native:
+            return [interpreter, "-I", "-B"], f"natively on base {base.label}", tree
+        sysroot, qemu = overrides.get(SYSROOT_ENV), _qemu(arch)
+        if not sysroot or not qemu:
+            why = f"set {SYSROOT_ENV}" if not sysroot else "install qemu-user-static"
+            return None, f"cannot run the {arch} base {base.label} here ({why})", tree
+        return ([qemu, "-L", sysroot, interpreter, "-I", "-B"],
+                f"qemu-user on base {base.label}", tree)  # fmt: skip
+    inside = f"/usr/bin/python{python}"
+    unshare = shutil.which("unshare")
+    if native and os.geteuid() == 0 and unshare:
+        for folder in ("mnt", "dev", "proc"):
+            (base.root / folder).mkdir(exist_ok=True)
+        command = [unshare, "--mount", "--propagation", "private", "sh", "-c", _CHROOT, "sh",
+                   str(tree), str(base.root), inside, "-I", "-B"]  # fmt: skip
+        return command, f"natively in base {base.label} (chroot)", Path("/mnt")
+    qemu = _qemu(arch)
+    if qemu is None:
+        return None, "qemu-user is not installed (apt-get install qemu-user-static)", tree
+    # qemu-user looks every path up in the base first: its libraries, gfal2's plugins.
+    how = f"qemu-user on base {base.label}" + (" (not root: no chroot)" if native else "")
+    return [qemu, "-L", str(base.root), str(base.root) + inside, "-I", "-B"], how, tree
+
+
+@dataclass(frozen=True)
 class SmokeResult:
     status: str  # "passed" | "skipped"
     detail: str
@@ -52,12 +105,21 @@ def _command(arch: str, python: str) -> tuple[list[str] | None, str]:
     return None, f"cannot run {arch} code here"
 
 
-def run_smoke(tree: Path, arch: str, python: str, modules: list[str]) -> SmokeResult:
-    """Import `modules` from the bundle with the bundle's Python, on its own architecture."""
-    command, how = _command(arch, python)
+def run_smoke(
+    tree: Path, arch: str, python: str, modules: list[str], base: BaseAtHand | None = None
+) -> SmokeResult:
+    """Import `modules` from the bundle with the bundle's Python, on its own architecture.
+
+    A bundle built on a base runs on that base's interpreter, with what the base provides.
+    """
+    seen = tree
+    if base is not None:
+        command, how, seen = _base_command(arch, python, base, tree)
+    else:
+        command, how = _command(arch, python)
     if command is None or not modules:
         return SmokeResult("skipped", how if command is None else "nothing to import")
-    site = tree / site_packages(python)
+    site = seen / site_packages(python)
     code = (
         "import site, sys; sys.path.insert(0, sys.argv[1]); site.addsitedir(sys.argv[1]); "
         "import importlib; [importlib.import_module(m) for m in sys.argv[2:]]"

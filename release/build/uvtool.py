@@ -61,7 +61,9 @@ _AVAILABLE = re.compile(
 )
 
 
-def explain_resolution_failure(stderr: str, platform: str) -> BadInput | None:
+def explain_resolution_failure(
+    stderr: str, platform: str, searched: str | None = None
+) -> BadInput | None:
     """Turn uv's 'no wheels' resolution error into our refusal, naming the package."""
     names = list(dict.fromkeys(_NO_WHEEL.findall(stderr)))
     if not names:
@@ -71,6 +73,8 @@ def explain_resolution_failure(stderr: str, platform: str) -> BadInput | None:
     if available:
         detail = f" (version {available.group(2)} has wheels only for {available.group(3).strip()})"
     name = names[0]
+    if searched:
+        detail += f" and {searched} does not provide it"
     return BadInput(
         f"{name} has no wheel for {platform}{detail}; bundles hold wheels only "
         "(nothing is compiled at build time, so every platform gets exactly what was published)",
@@ -93,7 +97,13 @@ _UNREACHABLE = (
 
 
 def run_uv(
-    args: Sequence[str], *, cwd: Path, env: dict[str, str], what: str, platform: str = ""
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    what: str,
+    platform: str = "",
+    searched: str | None = None,
 ) -> str:
     """Run one uv command; map its failures to our typed errors."""
     proc = subprocess.run(
@@ -108,7 +118,7 @@ def run_uv(
             fix=_tail(stderr, 4)
             + "\ncheck the network, or the index settings (UV_INDEX_URL, UV_DEFAULT_INDEX)",
         )
-    refusal = explain_resolution_failure(stderr, platform) if platform else None
+    refusal = explain_resolution_failure(stderr, platform, searched) if platform else None
     if refusal is not None:
         raise refusal
     if "No solution found" in stderr or "not found in the package registry" in stderr:

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from release import names
 from release.config.base import DEFAULT_CONFIG_NAME, KNOWN_PLATFORMS, PlatformName, _Frozen
+from release.config.bases import Base
 from release.config.environments import Environment
 from release.config.examples import EXAMPLES
 from release.config.products import Platform, Product
@@ -32,6 +33,7 @@ class ReleaseConfig(_Frozen):
     )
     build: BuildSettings = Field(default_factory=BuildSettings)
     repositories: dict[str, Repository] = Field(default_factory=dict)
+    bases: dict[str, Base] = Field(default_factory=dict)
     environments: dict[str, Environment] = Field(default_factory=dict)
     state: StateSettings = Field(default_factory=StateSettings)
     path: Path = Path(DEFAULT_CONFIG_NAME)
@@ -55,6 +57,13 @@ class ReleaseConfig(_Frozen):
             names.check("repository", name, repository=True)
         return value
 
+    @field_validator("bases")
+    @classmethod
+    def _base_names(cls, value: dict[str, Base]) -> dict[str, Base]:
+        for name in value:
+            names.check("base", name)
+        return value
+
     @field_validator("environments")
     @classmethod
     def _environment_names(cls, value: dict[str, Environment]) -> dict[str, Environment]:
@@ -75,6 +84,7 @@ class ReleaseConfig(_Frozen):
             (f"products.{n}.repository", p.repository, self.repositories)
             for n, p in self.products.items()
         ]
+        refs += [(f"products.{n}.base", p.base, self.bases) for n, p in self.products.items()]
         refs += [
             (f"environments.{n}.repository", e.repository, self.repositories)
             for n, e in self.environments.items()
@@ -88,6 +98,15 @@ class ReleaseConfig(_Frozen):
                 raise names.BadValue(
                     f"{key} names {names.shown(value)}, which is not defined",
                     f"use one of the names defined: {', '.join(table) or 'none'}",
+                )
+        for name, product in self.products.items():
+            base = self.bases.get(product.base) if product.base else None
+            if base is not None and base.python != product.python:
+                raise names.BadValue(
+                    f"products.{name} runs on Python {product.python} but its base "
+                    f"{product.base} has Python {base.python}",
+                    f"set products.{name}.python = {base.python!r}: a bundle runs on its "
+                    "base's interpreter",
                 )
         return self
 

@@ -32,8 +32,9 @@ PREFIX = "DIRAC_RELEASE_"
 
 #: config: overrides a key of release.toml; toolkit: read by a command; test: read by the test
 #: suite or a test hook; plumbing: set by the toolkit for a child process; output: exported by
-#: an installed bundle's diracosrc, never read by the toolkit.
-Kind = Literal["config", "toolkit", "test", "plumbing", "output"]
+#: an installed bundle's diracosrc, never read by the toolkit; runtime: read by an installed
+#: bundle's diracosrc, never by the toolkit.
+Kind = Literal["config", "toolkit", "test", "plumbing", "output", "runtime"]
 
 
 def _text(name: str, text: str) -> str:
@@ -119,6 +120,14 @@ TABLE: tuple[Override, ...] = (
     Override("DIRAC_RELEASE_PREFIX", "output",
              "exported by an installed bundle's `diracosrc`: the installed version's folder",
              "a path", "release/build/layout.py (writes diracosrc)"),
+    Override("DIRAC_RELEASE_BASE", "runtime",
+             "read by the `diracosrc` of a bundle built on a base: the folder holding the "
+             "base's own `diracosrc`, the only place looked at when set (otherwise the base "
+             "is looked for beside the release in its repository)", "a path",
+             "release/build/layout.py (writes diracosrc)"),
+    Override("DIRAC_RELEASE_BASE_PREFIX", "output",
+             "exported by the `diracosrc` of a bundle built on a base: the base's folder it "
+             "sourced", "a path", "release/build/layout.py (writes diracosrc)"),
     Override("DIRAC_RELEASE_PRODUCT", "output",
              "exported by an installed bundle's `diracosrc`: the product's name", "a name",
              "release/build/layout.py (writes diracosrc)"),

@@ -12,6 +12,7 @@ from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from release import names
 from release.config.base import _Frozen
+from release.config.bases import BaseOverride
 
 
 class GitSource(_Frozen):
@@ -103,6 +104,22 @@ class Product(_Frozen):
     smoke_imports: tuple[str, ...] | None = None
     repository: str | None = None
     services: dict[str, Service] = Field(default_factory=dict)
+    #: The [bases.*] entry the product runs on: what it provides stays out of the bundle.
+    base: str | None = None
+    #: Extras of the product's distribution to install, e.g. ["server"] for DIRAC[server].
+    extras: tuple[str, ...] = ()
+    base_overrides: tuple[BaseOverride, ...] = ()
+
+    @field_validator("extras")
+    @classmethod
+    def _extras(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for extra in value:
+            if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", extra, re.ASCII):
+                raise names.BadValue(
+                    f"extra {names.shown(extra)} is not an extra's name",
+                    'give the names alone, e.g. extras = ["server"]',
+                )
+        return value
 
     @field_validator("services")
     @classmethod
