@@ -299,6 +299,11 @@ def _build_one(
         "builder": {"dirac-release": __version__, "uv": uv_version(), "layout": LAYOUT_VERSION},
         "distributions": dists,
         **({"base": base_use} if base_use is not None else {}),
+        **(
+            {"built_from_source": [w.as_dict() for w in lock.source_wheels]}
+            if lock.source_wheels
+            else {}
+        ),
         "files": scan.files,
         "totals": {
             "files": len(scan.files),

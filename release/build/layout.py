@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,9 +55,15 @@ def install(
     ]  # fmt: skip
     if source.find_links is not None:
         args += ["--find-links", str(source.find_links)]
-    run_uv(
-        args, cwd=tree, env=uv_env(), what=f"installing for {lock.platform}", platform=lock.platform
-    )
+    with tempfile.TemporaryDirectory(prefix="dirac-release-source-wheels-") as links:
+        for wheel in lock.source_wheels:  # built from sources; the lock pins their hashes
+            (Path(links) / wheel.wheel.name).symlink_to(wheel.wheel)
+        if lock.source_wheels:
+            args += ["--find-links", links]
+        run_uv(
+            args, cwd=tree, env=uv_env(), what=f"installing for {lock.platform}",
+            platform=lock.platform,
+        )  # fmt: skip
     # uv writes scripts with this machine's interpreter in the shebang: replace them with
     # relocatable ones generated from the entry points.
     shutil.rmtree(site / "bin", ignore_errors=True)

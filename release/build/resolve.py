@@ -13,9 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from release.base.record import PlatformRecord
+from release.build.sdist import BuiltWheel, build_pure_wheel, missing_wheels
 from release.build.source import ProductSource
-from release.build.uvtool import run_uv, uv_env, uv_version
+from release.build.uvtool import NoWheel, run_uv, uv_env, uv_version
 from release.config import Platform, Product
+
+#: Sources built into wheels for one resolution, at most (each one found by a failed try).
+MAX_SOURCE_BUILDS = 8
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,8 @@ class Lock:
     platform: str
     python_platform: str
     text: str
+    #: Pure-Python wheels built from sources that the lock pins (their hashes are in it).
+    source_wheels: tuple[BuiltWheel, ...] = ()
 
     @property
     def sha256(self) -> str:
@@ -90,7 +96,10 @@ def compile_lock(
         key = inputs_fingerprint(source, product, arch, platform, base)
         cached = cache_dir / "locks" / f"{key}.lock"
         if cached.is_file() and not refresh:
-            return Lock(arch, python_platform, cached.read_text(encoding="utf-8"))
+            wheels = _cached_source_wheels(cached)
+            if wheels is not None:
+                return Lock(arch, python_platform, cached.read_text(encoding="utf-8"), wheels)
+    built: list[BuiltWheel] = []
     with tempfile.TemporaryDirectory(prefix="dirac-release-lock-") as tmp:
         work = Path(tmp)
         (work / "requirements.in").write_text(
@@ -112,14 +121,66 @@ def compile_lock(
                 "".join(f"{d['name']}\n" for d in base.distributions.values()), encoding="utf-8"
             )
             args += ["--excludes", "base-provides.txt"]
-        run_uv(
-            args, cwd=work, env=uv_env(), what=f"resolving for {arch}", platform=arch,
-            searched=f"base {base.label}" if base is not None else None,
-        )  # fmt: skip
+        links = work / "source-wheels"
+        for attempt in range(MAX_SOURCE_BUILDS + 1):
+            try:
+                run_uv(
+                    args + (["--find-links", str(links)] if built else []),
+                    cwd=work, env=uv_env(), what=f"resolving for {arch}", platform=arch,
+                    searched=f"base {base.label}" if base is not None else None,
+                )  # fmt: skip
+                break
+            except NoWheel as refusal:
+                done = {wheel.name for wheel in built}
+                todo = [m for m in missing_wheels(refusal.stderr) if m[0] not in done]
+                if not todo or attempt == MAX_SOURCE_BUILDS:
+                    raise
+                for name, specifier in todo:
+                    wheel = build_pure_wheel(
+                        name, specifier, source.exclude_newer, product.python, cache_dir
+                    )
+                    links.mkdir(exist_ok=True)
+                    (links / wheel.wheel.name).symlink_to(wheel.wheel)
+                    built.append(wheel)
         text = (work / "requirements.lock").read_text(encoding="utf-8")
+    pins = Lock(arch, python_platform, text).pins()
+    used = tuple(w for w in built if _pinned(pins, w))
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
+        sidecar = cached.with_suffix(".sources.json")
+        partial = sidecar.with_suffix(f".tmp{id(text)}")
+        partial.write_text(json.dumps([{**w.as_dict(), "path": str(w.wheel)} for w in used]))
+        partial.replace(sidecar)
         tmp_file = cached.with_suffix(f".tmp{id(text)}")
         tmp_file.write_text(text, encoding="utf-8")
         tmp_file.replace(cached)
-    return Lock(arch, python_platform, text)
+    return Lock(arch, python_platform, text, used)
+
+
+def _pinned(pins: dict[str, str], wheel: BuiltWheel) -> bool:
+    from packaging.utils import canonicalize_name
+
+    return any(
+        canonicalize_name(name) == canonicalize_name(wheel.name) and version == wheel.version
+        for name, version in pins.items()
+    )
+
+
+def _cached_source_wheels(cached: Path) -> tuple[BuiltWheel, ...] | None:
+    """The source-built wheels a cached lock pins, still intact; None to resolve again."""
+    sidecar = cached.with_suffix(".sources.json")
+    if not sidecar.is_file():
+        return ()  # a lock cached before sources were built: it pins none
+    try:
+        entries = json.loads(sidecar.read_text(encoding="utf-8"))
+        wheels = []
+        for entry in entries:
+            path = Path(entry["path"])
+            with path.open("rb") as handle:
+                if hashlib.file_digest(handle, "sha256").hexdigest() != entry["wheel_sha256"]:
+                    return None
+            wheels.append(BuiltWheel(entry["name"], entry["version"], entry["built_from"],
+                                     entry["sdist_sha256"], path, entry["wheel_sha256"]))  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return tuple(wheels)

@@ -21,8 +21,14 @@ DEBIAN_ARCH = {"aarch64": "arm64", "x86_64": "amd64"}
 TIMEOUT_S = 900
 
 
-def prepare_sysroot(dest: Path, *, arch: str = "aarch64", python: str = "3.11") -> Path:
-    """Create dest (once; an existing complete sysroot is reused) and return it."""
+def prepare_sysroot(
+    dest: Path, *, arch: str = "aarch64", python: str = "3.11", packages: tuple[str, ...] = ()
+) -> Path:
+    """Create dest (once; an existing complete sysroot is reused) and return it.
+
+    `packages` are Debian packages unpacked with their dependencies (a base with
+    python3-gfal2, python3-m2crypto...); the folder is complete once its interpreter exists.
+    """
     interpreter = dest / "usr" / "bin" / f"python{python}"
     if interpreter.exists():
         return dest
@@ -43,7 +49,7 @@ def prepare_sysroot(dest: Path, *, arch: str = "aarch64", python: str = "3.11") 
     try:
         proc = subprocess.run(
             [debootstrap, f"--arch={DEBIAN_ARCH[arch]}", "--foreign", "--variant=minbase",
-             f"--include=python{python}", SUITES[python], str(work)],
+             f"--include={','.join((f'python{python}', *packages))}", SUITES[python], str(work)],
             capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
         )  # fmt: skip
         if proc.returncode != 0:

@@ -61,9 +61,18 @@ _AVAILABLE = re.compile(
 )
 
 
+class NoWheel(BadInput):
+    """A resolution refused for a distribution without wheels; keeps uv's words for the
+    caller that can build a pure-Python source instead."""
+
+    def __init__(self, message: str, *, fix: str, stderr: str) -> None:
+        super().__init__(message, fix=fix)
+        self.stderr = stderr
+
+
 def explain_resolution_failure(
     stderr: str, platform: str, searched: str | None = None
-) -> BadInput | None:
+) -> NoWheel | None:
     """Turn uv's 'no wheels' resolution error into our refusal, naming the package."""
     names = list(dict.fromkeys(_NO_WHEEL.findall(stderr)))
     if not names:
@@ -75,7 +84,7 @@ def explain_resolution_failure(
     name = names[0]
     if searched:
         detail += f" and {searched} does not provide it"
-    return BadInput(
+    return NoWheel(
         f"{name} has no wheel for {platform}{detail}; bundles hold wheels only "
         "(nothing is compiled at build time, so every platform gets exactly what was published)",
         fix=(
@@ -83,6 +92,7 @@ def explain_resolution_failure(
             f"or install {name} in the base environment (DIRACOS2, conda) and drop it from the\n"
             f"product's requirements, or build for the other platforms only (--platform)."
         ),
+        stderr=stderr,
     )
 
 

@@ -179,3 +179,54 @@ platforms.aarch64 = {{ path = "{aarch64_sysroot}" }}
     for arch in ("x86_64", "aarch64"):
         names = {d["name"] for d in manifest(tmp_path, arch)["distributions"]}
         assert {"requests", "idna", "urllib3"} <= names  # this base provides none of them
+
+
+SOURCE_ONLY = """
+[products.{name}]
+source = {{ index = "{name}" }}
+python = "3.11"
+exclude_newer = 2024-10-18T00:00:00Z
+smoke_imports = [{smoke}]
+
+[platforms.x86_64]
+glibc = "2.28"
+"""
+
+
+def test_a_pure_python_source_is_built_into_a_wheel_reproducibly(
+    index: None, tmp_path: Path
+) -> None:
+    """rucio-clients had only sources on the index at DIRAC v8.0.55's date (2024-10-17)."""
+    (tmp_path / "release.toml").write_text(SOURCE_ONLY.format(name="rucio-clients",
+                                                              smoke='"rucio.client"'))  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIRAC_RELEASE_")}
+    digests = []
+    for attempt in ("one", "two"):  # two machines: nothing cached in common
+        proc = subprocess.run(
+            [sys.executable, "-m", "release", "--config", str(tmp_path / "release.toml"), "--json",
+             "build", "--version", "v35.4.1", "--out", str(tmp_path / attempt)],
+            capture_output=True, text=True, timeout=900, check=False,
+            env={**env, "DIRAC_RELEASE_CACHE": str(tmp_path / f"cache-{attempt}")},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        [bundle] = json.loads(proc.stdout)["platforms"]
+        assert bundle["smoke"] == "passed", bundle["smoke_detail"]
+        found = json.loads(
+            (tmp_path / attempt / "v35.4.1/Linux-x86_64/.dirac-release/manifest.json").read_text()
+        )
+        [built] = found["built_from_source"]
+        assert (built["name"], built["version"]) == ("rucio-clients", "35.4.1")
+        assert built["wheel"].endswith("-py3-none-any.whl")
+        digests.append((built["wheel_sha256"], bundle["tarball_sha256"]))
+    assert digests[0] == digests[1]  # the same wheel bytes, the same bundle
+
+
+def test_a_source_that_compiles_code_is_refused(index: None, tmp_path: Path) -> None:
+    """tornado 5.1.1 (DIRAC 8.0's server extra) has a C extension and no wheels."""
+    (tmp_path / "release.toml").write_text(SOURCE_ONLY.format(name="tornado", smoke=""))
+    refused = cli(tmp_path, "build", "--version", "v5.1.1")
+    assert refused.returncode == 2, refused.stderr
+    assert "tornado 5.1.1 is published only as a source, and it compiles code for the target" in (
+        refused.stderr
+    )
+    assert "Traceback" not in refused.stderr and not (tmp_path / "dist").exists()
