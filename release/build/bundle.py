@@ -284,7 +284,10 @@ def _build_one(
         if product.smoke_imports is not None
         else (top_level_modules(site, source.distribution))
     )
-    smoke = run_smoke(tree, arch, product.python, modules, base.at_hand if base else None)
+    smoke = run_smoke(
+        tree, arch, product.python, modules, base.at_hand if base else None,
+        product.smoke_commands,
+    )  # fmt: skip
     manifest = {
         "schema": mf.SCHEMA,
         "product": name,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform as host_platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -36,10 +37,17 @@ class BaseAtHand:
 # Runs the base's interpreter natively inside the base, in a private mount namespace that
 # ends with the process: the bundle appears at /mnt (nothing is written into the base).
 _CHROOT = (
-    'tree=$1 root=$2; shift 2; mount --bind "$tree" "$root/mnt" && '
-    'mount --rbind /dev "$root/dev" && mount -t proc proc "$root/proc" && '
-    'exec chroot "$root" "$@"'
+    'tree=$1 root=$2 chroot=$3 mount=$4; shift 4; "$mount" --bind "$tree" "$root/mnt" && '
+    '"$mount" --rbind /dev "$root/dev" && "$mount" -t proc proc "$root/proc" && '
+    'exec "$chroot" "$root" "$@"'
 )
+
+
+def _sbin(name: str) -> str | None:
+    for folder in ("/usr/sbin", "/sbin", "/usr/bin", "/bin"):
+        if Path(folder, name).is_file():
+            return f"{folder}/{name}"
+    return None
 
 
 def _qemu(arch: str) -> str | None:
@@ -62,12 +70,17 @@ def _base_command(
         return ([qemu, "-L", sysroot, interpreter, "-I", "-B"],
                 f"qemu-user on base {base.label}", tree)  # fmt: skip
     inside = f"/usr/bin/python{python}"
-    unshare = shutil.which("unshare")
-    if native and os.geteuid() == 0 and unshare:
+    # Found here, not by the child's PATH (a caller's may lack /usr/sbin).
+    unshare = shutil.which("unshare") or _sbin("unshare")
+    chroot, mount = (
+        shutil.which("chroot") or _sbin("chroot"),
+        shutil.which("mount") or _sbin("mount"),
+    )
+    if native and os.geteuid() == 0 and unshare and chroot and mount:
         for folder in ("mnt", "dev", "proc"):
             (base.root / folder).mkdir(exist_ok=True)
         command = [unshare, "--mount", "--propagation", "private", "sh", "-c", _CHROOT, "sh",
-                   str(tree), str(base.root), inside, "-I", "-B"]  # fmt: skip
+                   str(tree), str(base.root), chroot, mount, inside, "-I", "-B"]  # fmt: skip
         return command, f"natively in base {base.label} (chroot)", Path("/mnt")
     qemu = _qemu(arch)
     if qemu is None:
@@ -106,9 +119,15 @@ def _command(arch: str, python: str) -> tuple[list[str] | None, str]:
 
 
 def run_smoke(
-    tree: Path, arch: str, python: str, modules: list[str], base: BaseAtHand | None = None
+    tree: Path,
+    arch: str,
+    python: str,
+    modules: list[str],
+    base: BaseAtHand | None = None,
+    commands: tuple[str, ...] = (),
 ) -> SmokeResult:
-    """Import `modules` from the bundle with the bundle's Python, on its own architecture.
+    """Import `modules` from the bundle with the bundle's Python, on its own architecture,
+    then run `commands` (entry points of the bundle, with their arguments).
 
     A bundle built on a base runs on that base's interpreter, with what the base provides.
     """
@@ -117,33 +136,45 @@ def run_smoke(
         command, how, seen = _base_command(arch, python, base, tree)
     else:
         command, how = _command(arch, python)
-    if command is None or not modules:
+    if command is None or not (modules or commands):
         return SmokeResult("skipped", how if command is None else "nothing to import")
     site = seen / site_packages(python)
     code = (
         "import site, sys; sys.path.insert(0, sys.argv[1]); site.addsitedir(sys.argv[1]); "
         "import importlib; [importlib.import_module(m) for m in sys.argv[2:]]"
     )
+    runs = [("import", [*command, "-c", code, str(site), *modules])] if modules else []
+    for line in commands:
+        name, *args = shlex.split(line)
+        runs.append((name, [*command, str(seen / "bin" / name), *args]))
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LC_ALL": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    try:
-        proc = subprocess.run(
-            [*command, "-c", code, str(site), *modules],
-            capture_output=True, text=True, env=env, timeout=TIMEOUT_S, check=False,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        raise CheckFailed(
-            f"import smoke test of the {arch} bundle timed out after {TIMEOUT_S}s"
-        ) from None
-    if proc.returncode != 0:
-        raise CheckFailed(
-            f"import smoke test of the {arch} bundle failed ({how}); nothing was written",
-            fix="\n".join(proc.stderr.strip().splitlines()[-8:]),
-        )
-    return SmokeResult("passed", f"imported {', '.join(modules)} ({how})")
+    said = []
+    for what, argv in runs:
+        try:
+            proc = subprocess.run(
+                argv, capture_output=True, text=True, env=env, timeout=TIMEOUT_S, check=False,
+                cwd="/",
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise CheckFailed(
+                f"smoke test of the {arch} bundle ({what}) timed out after {TIMEOUT_S}s"
+            ) from None
+        if proc.returncode != 0:
+            raise CheckFailed(
+                f"smoke test of the {arch} bundle failed ({what}, {how}); nothing was written",
+                fix="\n".join((proc.stderr.strip() or proc.stdout.strip()).splitlines()[-8:]),
+            )
+        if what != "import":
+            first = (proc.stdout.strip().splitlines() or [""])[0][:80]
+            said.append(f"{what}: {first}" if first else what)
+    detail = f"imported {', '.join(modules)}" if modules else ""
+    if said:
+        detail += ("; " if detail else "") + "ran " + "; ".join(said)
+    return SmokeResult("passed", f"{detail} ({how})")
 
 
 def top_level_modules(site: Path, distribution: str) -> list[str]:

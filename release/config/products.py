@@ -102,6 +102,8 @@ class Product(_Frozen):
     requirements: tuple[str, ...] = ()
     exclude_newer: datetime | Literal["commit"] | None = "commit"
     smoke_imports: tuple[str, ...] | None = None
+    #: Entry points of the bundle run by the smoke test, with arguments ("dirac-version").
+    smoke_commands: tuple[str, ...] = ()
     repository: str | None = None
     services: dict[str, Service] = Field(default_factory=dict)
     #: The [bases.*] entry the product runs on: what it provides stays out of the bundle.
@@ -109,6 +111,23 @@ class Product(_Frozen):
     #: Extras of the product's distribution to install, e.g. ["server"] for DIRAC[server].
     extras: tuple[str, ...] = ()
     base_overrides: tuple[BaseOverride, ...] = ()
+
+    @field_validator("smoke_commands")
+    @classmethod
+    def _commands(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import shlex
+
+        for line in value:
+            try:
+                words = shlex.split(line)
+            except ValueError as exc:
+                raise ValueError(f"{names.shown(line)} is not a command line ({exc})") from None
+            if not words or "/" in words[0]:
+                raise names.BadValue(
+                    f"smoke command {names.shown(line)} does not start with an entry point name",
+                    'give the name of a script in the bundle\'s bin/, e.g. "dirac-version"',
+                )
+        return value
 
     @field_validator("extras")
     @classmethod

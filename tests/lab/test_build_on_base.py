@@ -56,7 +56,7 @@ def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def make_prefix_base(path: Path, *pins: str) -> Path:
     """A real installed prefix: a venv of this machine's python3.11 with `pins` installed."""
-    python = shutil.which("python3.11")
+    python = sys.executable if sys.version_info[:2] == (3, 11) else shutil.which("python3.11")
     if python is None:
         lab_skip("python3.11 is not installed")
     assert python is not None
