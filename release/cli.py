@@ -122,8 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--refresh", action="store_true", help="ignore cached locks and bundles")
 
     base = add("base", cmd_base, "record what a pinned base environment provides, or show it")
-    base.add_argument("action", choices=["inspect", "show"],
-                      help="inspect: read the base and write its record; show: read the record")  # fmt: skip
+    base.add_argument("action", choices=["inspect", "show", "debian"],
+                      help="inspect: read the base and write its record; show: read the record; "
+                      "debian: make each platform's base from Debian bookworm's packages "
+                      "(python3.11, gfal2, M2Crypto, MySQL client; root, debootstrap) at its "
+                      "path, then inspect it")  # fmt: skip
     base.add_argument("name", nargs="?", help="which [bases.NAME] (default: the only one)")
     base.add_argument("--platform", default="all", help="x86_64, aarch64 or all (default)")
 

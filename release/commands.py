@@ -275,8 +275,25 @@ def cmd_base(args: argparse.Namespace) -> int:
     name, base = config._pick(
         "base", config.bases, args.name, "name the base: dirac-release base inspect NAME", "bases"
     )
+    if args.platform != "all" and args.platform not in base.platforms:
+        raise BadInput(
+            f"base {name} has no platform {args.platform!r}",
+            fix=f"choose one of: {', '.join([*base.platforms, 'all'])}",
+        )
     arches = list(base.platforms) if args.platform == "all" else [args.platform]
-    if args.action == "inspect":
+    if args.action == "debian":
+        from release.base.debian import make_debian_base
+
+        for arch in arches:
+            folder = base.platforms[arch].path
+            if folder is None:
+                raise BadInput(
+                    f"base {name} gives no path for {arch}",
+                    fix=f'set [bases.{name}.platforms.{arch}] path = "..." (where to make it)',
+                )
+            present.note(f"base {name}: making the Debian {arch} base in {folder} ...")
+            make_debian_base(config.resolve_path(folder), arch=arch, python=base.python)
+    if args.action in ("inspect", "debian"):
         path, platforms = inspect_and_record(config, name, arches)
     else:
         from release.base.record import load_platform
@@ -292,7 +309,7 @@ def cmd_base(args: argparse.Namespace) -> int:
             )  # fmt: skip
     present.base_record(
         {"base": name, "version": base.version, "record": str(path), "platforms": platforms},
-        args.action,
+        "inspect" if args.action == "debian" else args.action,
         args.json,
     )
     return 0

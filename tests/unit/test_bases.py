@@ -325,3 +325,20 @@ def test_a_merged_usr_root_filesystem_is_no_prefix(tmp_path: Path) -> None:
     (root / "bin").symlink_to("usr/bin")
     (root / "lib").symlink_to("usr/lib")
     assert inspect_base(root, "3.11").layout == "rootfs"
+
+
+def test_the_shipped_dirac_product_needs_its_diracos_record_first(tmp_path: Path) -> None:
+    """The project's release.toml builds DIRAC on a pinned DIRACOS2; without the record of
+    that base the build stops before cloning or resolving anything, saying how to make it."""
+    from release.build import build_release
+
+    shipped = Path(__file__).resolve().parents[2] / "release.toml"
+    config = load_config(shipped, environ={"DIRAC_RELEASE_CACHE": str(tmp_path / "cache"),
+                                           "DIRAC_RELEASE_STATE": str(tmp_path / "state")})  # fmt: skip
+    name, product = config.product("DIRAC")
+    assert (product.base, product.extras) == ("diracos", ("server",))
+    assert config.bases["diracos"].python == product.python
+    with pytest.raises(BadInput, match=r"base diracos 2\.62 has no record") as refused:
+        build_release(config, version="v9.0.0a29", product_name=name, out=tmp_path / "out")
+    assert "dirac-release base inspect diracos" in str(refused.value.fix)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache" / "repos").exists()
