@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from release.base.record import PlatformRecord
-from release.build.sdist import BuiltWheel, build_pure_wheel, missing_wheels
+from release.build.sdist import BuiltWheel, NoSource, build_pure_wheel, missing_wheels
 from release.build.source import ProductSource
 from release.build.uvtool import NoWheel, run_uv, uv_env, uv_version
 from release.config import Platform, Product
@@ -136,9 +136,12 @@ def compile_lock(
                 if not todo or attempt == MAX_SOURCE_BUILDS:
                     raise
                 for name, specifier in todo:
-                    wheel = build_pure_wheel(
-                        name, specifier, source.exclude_newer, product.python, cache_dir
-                    )
+                    try:
+                        wheel = build_pure_wheel(
+                            name, specifier, source.exclude_newer, product.python, cache_dir
+                        )
+                    except NoSource:
+                        raise refusal from None
                     links.mkdir(exist_ok=True)
                     (links / wheel.wheel.name).symlink_to(wheel.wheel)
                     built.append(wheel)

@@ -34,6 +34,10 @@ MAX_SOURCE_BYTES = 200 * 1024 * 1024
 PURE_TAGS = ("-py3-none-any.whl", "-py2.py3-none-any.whl")
 
 
+class NoSource(BadInput):
+    """Neither a wheel nor a source: the resolver's own refusal says it better."""
+
+
 @dataclass(frozen=True)
 class BuiltWheel:
     name: str
@@ -120,7 +124,7 @@ def find_source(name: str, specifier: str, exclude_newer: str | None) -> dict[st
         best = (version, {"filename": filename, "url": str(entry["url"]), "sha256": sha256,
                           "uploaded": str(uploaded or ""), "version": str(version)})  # fmt: skip
     if best is None:
-        raise BadInput(
+        raise NoSource(
             f"{name}{specifier} has neither a wheel nor a source on the index"
             + (f" at {exclude_newer}" if exclude_newer else ""),
             fix=f"pin a version of {name} that was published, or move exclude_newer",
