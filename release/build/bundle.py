@@ -117,11 +117,19 @@ def _bundle_key(
     source: ProductSource,
     product: Product,
     level: int,
-    base: PlatformRecord | None = None,
+    base: _OnBase | None = None,
 ) -> str:
     payload = {
         "lock": lock.sha256,
-        "base": base.digest if base else None,
+        # What the base decides in the bundle: the record, where diracosrc looks for the
+        # base, and the overrides the manifest lists.
+        "base": [
+            base.record.digest,
+            list(base.runtime.candidates),
+            [o.model_dump() for o in product.base_overrides],
+        ]
+        if base
+        else None,
         "python": product.python,
         "source": source.as_dict(),
         "compression": level,
@@ -454,7 +462,7 @@ def build_release(
         todo: list[tuple[Lock, str]] = []
         for lock in locks:
             on_base = bases.get(lock.platform)
-            key = _bundle_key(lock, source, product, level, on_base.record if on_base else None)
+            key = _bundle_key(lock, source, product, level, on_base)
             tarball = version_dir / _tarball_name(name, release_version.tag, lock.platform)
             hit = (
                 None
