@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cvmfs import failpoints
@@ -135,8 +136,17 @@ def publish(
     wait_s: float = 120.0,
     plan: bool = False,
     step: Step | None = None,
+    extras: dict[str, tuple[Path, dict[str, Any]]] | None = None,
+    lease: str | None = None,
 ) -> Publication:
-    """Publish every platform of one version in one transaction (or plan it)."""
+    """Publish every platform of one version in one transaction (or plan it).
+
+    `extras` are trees published beside the version in the same transaction (repository
+    path -> tree and its manifest), checked the same way: a base's installers, whose stable
+    names pilots fetch, move only together with the base they install. They lie outside the
+    version's folder, so the transaction is opened on `lease` (a folder holding both).
+    """
+    extras = extras or {}
     started = time.monotonic()
     say = step or (lambda _text: None)
     version_rel = layout.version_dir(bundles.tag)
@@ -146,7 +156,7 @@ def publish(
         backend=backend.kind,
         tag=tag_name,
         version_dir=version_rel,
-        paths=[layout.client_path(p) for p in paths],
+        paths=[layout.client_path(p) for p in [*paths, *extras]],
         digest=bundles.digest,
         revision=None,
         status="planned",
@@ -211,6 +221,8 @@ def publish(
           f"({len(bundles.manifests[arch]['files'])} files, hardlinks dereferenced)" for arch in bundles.trees),
         f"place /{version_rel}/.cvmfscatalog (one nested catalog for the version)",
         *(f"point /{layout.link(name)} -> {bundles.tag}" for name in links),
+        *(f"sync {tree} -> /{rel} ({len(manifest['files'])} files)"
+          for rel, (tree, manifest) in extras.items()),
         "verify every staged file against the manifests (sha256)",
         f"publish with tag {tag_name}",
         "verify the published tree again",
@@ -222,6 +234,11 @@ def publish(
             bundles,
             lambda arch: check_tree(bundles.trees[arch], bundles.manifests[arch], arch),
         )
+        problems += [
+            problem
+            for rel, (tree, manifest) in extras.items()
+            for problem in check_tree(tree, manifest, rel)
+        ]
         if problems:
             raise BadInput(
                 f"the bundles of {bundles.tag} do not match their manifests: "
@@ -235,7 +252,7 @@ def publish(
 
     # 2. Open one transaction on the narrowest path that exists.
     say("opening a transaction")
-    txn: Transaction = backend.open(layout.prefix, Owner.me(tag_name), wait_s)
+    txn: Transaction = backend.open(lease or layout.prefix, Owner.me(tag_name), wait_s)
     result.notes.extend(note for note in getattr(backend, "notes", []) if note not in result.notes)
     try:
         failpoints.reached("opened")
@@ -260,6 +277,8 @@ def publish(
             ]
             for future in futures:
                 future.result()
+        for rel, (tree, manifest) in extras.items():
+            txn.sync_tree(rel, tree, manifest)
         txn.mark_catalog(version_rel)
         for name in links:
             txn.set_link(layout.prefix, name, bundles.tag)
@@ -272,6 +291,11 @@ def publish(
                 layout.platform_dir(bundles.tag, arch), bundles.manifests[arch]
             ),
         )
+        problems += [
+            problem
+            for rel, (_tree, manifest) in extras.items()
+            for problem in txn.verify_staged(rel, manifest)
+        ]
         if problems:
             raise CheckFailed(
                 f"the staged tree differs from the manifests: {'; '.join(problems[:5])}",
@@ -302,6 +326,11 @@ def publish(
             layout.platform_dir(bundles.tag, arch), bundles.manifests[arch]
         ),
     )
+    problems += [
+        problem
+        for rel, (_tree, manifest) in extras.items()
+        for problem in backend.verify_published(rel, manifest)
+    ]
     if problems:
         raise CheckFailed(
             f"{tag_name} was published but does not verify: {'; '.join(problems[:5])}",

@@ -21,6 +21,9 @@ from cvmfs import elf
 from cvmfs.manifest_rules import MANIFEST_REL, RESERVED_NAMES
 from cvmfs.safe_fs import DIR_FLAGS, DirHandles, NotSafe, kind_of
 
+#: The platform of a tree that holds no code for one architecture (a base's installers):
+#: its files are checked like any other, but no ELF machine is expected of them.
+ANY_ARCH = "any"
 CHUNK = 1 << 20
 
 
@@ -53,7 +56,7 @@ def _read(
             if first:
                 first = False
                 header = elf.read_header(chunk[:20])
-                if header is not None and not elf.matches(header, arch):
+                if header is not None and arch != ANY_ARCH and not elf.matches(header, arch):
                     problems.append(
                         f"{entry['path']}: an ELF object for {header.machine_name}, not {arch}"
                     )

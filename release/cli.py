@@ -121,14 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--refresh", action="store_true", help="ignore cached locks and bundles")
 
-    base = add("base", cmd_base, "record what a pinned base environment provides, or show it")
-    base.add_argument("action", choices=["inspect", "show", "debian"],
+    base = add("base", cmd_base, "record, make or publish a pinned base environment")
+    base.add_argument("action", choices=["inspect", "show", "debian", "publish"],
                       help="inspect: read the base and write its record; show: read the record; "
                       "debian: make each platform's base from Debian bookworm's packages "
                       "(python3.11, gfal2, M2Crypto, MySQL client; root, debootstrap) at its "
-                      "path, then inspect it")  # fmt: skip
+                      "path, then inspect it; publish: put it (and its installers) on CVMFS "
+                      "under <prefix>/diracos/<version>/ in one verified transaction")  # fmt: skip
     base.add_argument("name", nargs="?", help="which [bases.NAME] (default: the only one)")
     base.add_argument("--platform", default="all", help="x86_64, aarch64 or all (default)")
+    base.add_argument("--repository", help="publish: the repository (default: that of the "
+                      "products built on the base)")  # fmt: skip
+    base.add_argument("--plan", action="store_true",
+                      help="publish: check everything and show the actions, change nothing")
 
     publish = add(
         "publish", cmd_publish, "publish a version's bundles to CVMFS (one transaction, verified)"

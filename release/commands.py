@@ -281,6 +281,17 @@ def cmd_base(args: argparse.Namespace) -> int:
             fix=f"choose one of: {', '.join([*base.platforms, 'all'])}",
         )
     arches = list(base.platforms) if args.platform == "all" else [args.platform]
+    if args.action == "publish":
+        from release.base.publish import publish_base
+        from release.progress import Progress
+
+        with Progress(enabled=not args.json, steps=7) as progress:
+            result = publish_base(
+                config, name, arches, repository=args.repository, plan=args.plan,
+                step=lambda text: progress.step("base publish", text),
+            )  # fmt: skip
+        present.publication(result, args.json)
+        return 0
     if args.action == "debian":
         from release.base.debian import make_debian_base
 

@@ -44,7 +44,7 @@ from release.progress import Progress
 from release.version import ReleaseVersion, parse_version_arg
 
 #: Bump when the bundle layout changes, so older cached bundles are rebuilt.
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 LOCK_WAIT_S = 600
 
 

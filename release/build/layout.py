@@ -190,7 +190,15 @@ if [ -z "$_dr_base" ]; then
   unset _dr_self _dr_try _dr_base DIRAC_RELEASE_PREFIX
   return 1 2>/dev/null || exit 1
 fi
+# A base that refuses to activate says so in _drb_refused (its last command's status is not
+# a verdict: DIRACOS2's diracosrc may end on a test that is false).
+_drb_refused=""
 . "$_dr_base/diracosrc"
+if [ -n "$_drb_refused" ]; then
+  unset _dr_self _dr_try _dr_base _drb_refused DIRAC_RELEASE_PREFIX
+  return 1 2>/dev/null || exit 1
+fi
+unset _drb_refused
 DIRAC_RELEASE_BASE_PREFIX="$_dr_base"
 export DIRAC_RELEASE_BASE_PREFIX
 unset _dr_try _dr_base

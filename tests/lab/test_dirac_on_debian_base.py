@@ -205,3 +205,50 @@ def test_a_dirac_extension_builds_and_runs_on_the_base(
     for bundle in json.loads(built.stdout)["platforms"]:
         assert bundle["smoke"] == "passed", bundle["smoke_detail"]
         assert "vodirac-info: vodirac on DIRAC 8.0.55 M2Crypto 0.38.0" in bundle["smoke_detail"]
+
+
+def test_the_published_release_runs_from_cvmfs_on_the_published_base(
+    dirac_build: Path, tmp_path: Path
+) -> None:
+    """Base and release published to one repository; inside the published base (the way a
+    container runs it, /cvmfs bound), sourcing the release's diracosrc alone runs DIRAC."""
+    if not (shutil.which("unshare") and shutil.which("chroot")):
+        lab_skip("unshare and chroot (util-linux, coreutils) are needed")
+    root = tmp_path / "site"
+    shutil.copytree(dirac_build, root, symlinks=True)
+    repo = '\n[repositories."dirac.test"]\nbackend = "directory"\npath = "stratum"\nprefix = "dirac"\n'
+    with (root / "release.toml").open("a") as config:
+        config.write(repo)
+    assert cli(root, "cvmfs", "init", "--repository", "dirac.test").returncode == 0
+    base = cli(root, "--json", "base", "publish")
+    assert base.returncode == 0, base.stderr[-3000:]
+    published = json.loads(base.stdout)
+    assert published["status"] == "published", published
+    assert any("absolute link(s) made relative" in note for note in published["notes"])
+    release = cli(root, "--json", "publish", "--version", "v8.0.55")
+    assert release.returncode == 0, release.stderr[-3000:]
+    again = cli(root, "--json", "base", "publish")
+    assert json.loads(again.stdout)["status"] == "already published"
+
+    cvmfs = root / "stratum/dirac.test"
+    rootfs = cvmfs / "dirac/diracos/12/Linux-x86_64"
+    inside = (
+        "source /mnt/dirac/v8.0.55/Linux-x86_64/diracosrc && dirac-version && "
+        "python3.11 -c 'import DIRAC, gfal2, M2Crypto; print(M2Crypto.version)' && "
+        'echo "base=$DIRAC_RELEASE_BASE_PREFIX"'
+    )
+    proc = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         'mount --bind "$1" "$2/mnt" && exec chroot "$2" /bin/bash -c "$3"', "sh",
+         str(cvmfs), str(rootfs), inside],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["8.0.55", "0.38.0", "base=/mnt/dirac/diracos/12/Linux-x86_64"]
+    # Outside the base, the same diracosrc stops with what to do.
+    outside = subprocess.run(
+        ["bash", "-c", f"source {cvmfs}/dirac/v8.0.55/Linux-x86_64/diracosrc; echo rc=$?"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert "rc=1" in outside.stdout and "is a root filesystem" in outside.stderr
