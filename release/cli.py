@@ -132,8 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     base.add_argument("--platform", default="all", help="x86_64, aarch64 or all (default)")
     base.add_argument("--repository", help="publish: the repository (default: that of the "
                       "products built on the base)")  # fmt: skip
-    base.add_argument("--plan", action="store_true",
-                      help="publish: check everything and show the actions, change nothing")
+    base.add_argument(
+        "--plan",
+        action="store_true",
+        help="publish: check everything and show the actions, change nothing",
+    )
 
     publish = add(
         "publish", cmd_publish, "publish a version's bundles to CVMFS (one transaction, verified)"

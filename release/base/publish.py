@@ -71,9 +71,7 @@ def publish_base(
         if held is None or _newer_or_same(base.version, held):
             extras[rel] = installers
         else:
-            notes.append(
-                f"/{rel} keeps the installers of {name} {held}, newer than {base.version}"
-            )
+            notes.append(f"/{rel} keeps the installers of {name} {held}, newer than {base.version}")
     publication = publish(
         backend,
         layout,
@@ -89,7 +87,9 @@ def publish_base(
     )
     for arch, s in sorted(staged.items()):
         if s.relinked:
-            notes.append(f"Linux-{arch}: {s.relinked} absolute link(s) made relative inside the base")
+            notes.append(
+                f"Linux-{arch}: {s.relinked} absolute link(s) made relative inside the base"
+            )
         if s.left_out:
             notes.append(
                 f"Linux-{arch}: left out {len(s.left_out)} device node(s)/FIFO(s) "

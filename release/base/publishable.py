@@ -175,9 +175,7 @@ def product_name(name: str) -> str:
     return f"base-{name}"
 
 
-def stage_platform(
-    config: ReleaseConfig, name: str, arch: str, out: Path
-) -> StagedPlatform:
+def stage_platform(config: ReleaseConfig, name: str, arch: str, out: Path) -> StagedPlatform:
     """One platform of the base, checked against its record, laid out and listed."""
     from release.base.record import check_unchanged, load_platform
     from release.build import manifest as mf
@@ -272,4 +270,3 @@ def stage_base(
                 strict=True)
         )  # fmt: skip
     return staged, stage_installers(config, name, arches, out)
-

@@ -216,7 +216,9 @@ def test_the_published_release_runs_from_cvmfs_on_the_published_base(
         lab_skip("unshare and chroot (util-linux, coreutils) are needed")
     root = tmp_path / "site"
     shutil.copytree(dirac_build, root, symlinks=True)
-    repo = '\n[repositories."dirac.test"]\nbackend = "directory"\npath = "stratum"\nprefix = "dirac"\n'
+    repo = (
+        '\n[repositories."dirac.test"]\nbackend = "directory"\npath = "stratum"\nprefix = "dirac"\n'
+    )
     with (root / "release.toml").open("a") as config:
         config.write(repo)
     assert cli(root, "cvmfs", "init", "--repository", "dirac.test").returncode == 0
