@@ -253,14 +253,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the demo keeps its repository and outputs (default: ./dirac-release-demo)",
     )
     demo.add_argument(
+        "--product",
+        choices=["vodemo", "DIRAC"],
+        default="vodemo",
+        help="vodemo (default): the embedded VO extension through every stage; DIRAC: real "
+        "DIRAC 8.0.55[server] from the package index on a Debian base made here (root), "
+        "base, build, publish and a run from CVMFS",
+    )
+    demo.add_argument(
         "--until",
-        choices=["version", "build", "publish", "deploy", "certify", "promote"],
-        default="promote",
-        help="stop after this stage (default: promote; deploy and later need root for lab hosts)",
+        choices=["version", "base", "build", "publish", "deploy", "certify", "promote"],
+        default=None,
+        help="stop after this stage (default: promote for vodemo, publish for DIRAC; deploy "
+        "and later need root for lab hosts)",
     )
     demo.add_argument(
         "--tag",
-        default="v1.0.0",
+        default=None,
         help="release this version of the demo product (default v1.0.0; a later one is "
         "committed and tagged first, e.g. v1.0.1 to upgrade the hosts)",
     )

@@ -254,8 +254,20 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """The whole pipeline on one machine, on the embedded demo product."""
     from release.demo import run_demo
+    from release.demo.fixture import DEMO_TAG
 
-    return run_demo(workdir=args.workdir, until=args.until, as_json=args.json, tag=args.tag)
+    if args.product == "DIRAC":
+        from release.demo import run_product_demo
+
+        if args.tag is not None:
+            raise BadInput(
+                "--tag is for the demo product: the DIRAC demo releases DIRAC v8.0.55",
+                fix="leave out --tag with --product DIRAC",
+            )
+        return run_product_demo(workdir=args.workdir, until=args.until or "publish",
+                                as_json=args.json)  # fmt: skip
+    return run_demo(workdir=args.workdir, until=args.until or "promote", as_json=args.json,
+                    tag=args.tag or DEMO_TAG)  # fmt: skip
 
 
 def cmd_sysroot(args: argparse.Namespace) -> int:

@@ -117,7 +117,10 @@ def run_demo(
     from release.version import parse_tag
 
     if until not in STAGES:
-        raise BadInput(f"unknown stage {until!r}", fix=f"choose one of: {', '.join(STAGES)}")
+        raise BadInput(
+            f"unknown stage {until!r} for the demo product",
+            fix=f"choose one of: {', '.join(STAGES)} (base is a stage of --product DIRAC)",
+        )
     wanted = parse_tag(tag, where="--tag")
     if wanted.version.is_prerelease or wanted.version < parse_tag(DEMO_TAG).version:
         raise BadInput(
@@ -178,6 +181,21 @@ def run_demo(
             "itself), or ask for less: dirac-release demo --until publish",
         )
         error.result_printed = as_json  # type: ignore[attr-defined]
+        raise error
+    return 0
+
+
+def run_product_demo(*, workdir: Path, until: str, as_json: bool) -> int:
+    """The demo on real DIRAC (release.demo.dirac), shown like the demo product's."""
+    from release.demo.dirac import run_dirac_demo
+
+    result = run_dirac_demo(
+        workdir=workdir, until=until, as_json=as_json, say=_say(as_json), rows=_rows
+    )
+    error = result.pop("error", None)
+    _show(result, as_json)
+    if error is not None:
+        error.result_printed = as_json
         raise error
     return 0
 
@@ -268,14 +286,20 @@ def _lab_ready(as_json: bool) -> str | None:
 
 def _outputs(workdir: Path) -> dict[str, str]:
     """Where a person finds what the demo made (only what exists)."""
+    from release.demo import dirac
+
     places = {
         "work folder": workdir,
         "configuration": workdir / "release.toml",
         "bundles": workdir / "dist",
         "stratum": workdir / "stratum" / REPOSITORY,
+        "DIRAC stratum": workdir / "stratum" / dirac.REPOSITORY,
+        "base record": workdir / "bases",
         "ledgers": workdir / "state",
         "rendered": workdir / "rendered",
         "certification": workdir / "certification.junit.xml",
         "lab disks": workdir / "lab",
     }
+    if places["base record"].is_dir():
+        places["base trees"] = dirac.bases_cache()
     return {what: str(path) for what, path in places.items() if path.exists()}

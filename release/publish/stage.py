@@ -57,12 +57,19 @@ class PublishStage:
         )
 
     def verify(self, ctx: Context) -> str | None:
-        from release.certify import published_manifests
+        from release.targets import for_product
 
         if not ctx.ledger.records("publish"):
             return "never published"
         try:
-            backend, layout, manifests = published_manifests(ctx.config, ctx.env, ctx.tag)
+            # Where this stage publishes: the product's repository (an environment may read
+            # another, and a configuration that only publishes has none).
+            target = for_product(ctx.config, ctx.product)
+            backend, layout = target.backend(), target.layout
+            manifests = {
+                arch: backend.read_manifest(layout.platform_dir(ctx.tag, arch))
+                for arch in sorted(ctx.config.platforms)
+            }
         except ReleaseError as exc:
             return f"the repository cannot be read: {exc.message}"
         build = ctx.ledger.latest("build") or {}

@@ -21,6 +21,7 @@ import pytest
 
 from release.build.layout import site_packages
 from release.build.smoke import BaseAtHand, _base_command
+from release.demo.dirac import run_in_base
 from tests.conftest import index_problem, lab_skip
 
 pytestmark = pytest.mark.lab
@@ -239,15 +240,12 @@ def test_the_published_release_runs_from_cvmfs_on_the_published_base(
         "python3.11 -c 'import DIRAC, gfal2, M2Crypto; print(M2Crypto.version)' && "
         'echo "base=$DIRAC_RELEASE_BASE_PREFIX"'
     )
-    proc = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-         'mount --bind "$1" "$2/mnt" && exec chroot "$2" /bin/bash -c "$3"', "sh",
-         str(cvmfs), str(rootfs), inside],
-        capture_output=True, text=True, timeout=300, check=False,
-        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"},
-    )  # fmt: skip
+    proc = run_in_base(rootfs, cvmfs, inside)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split() == ["8.0.55", "0.38.0", "base=/mnt/dirac/diracos/12/Linux-x86_64"]
+    # Read-only, as on CVMFS: running it left nothing in the published trees.
+    verified = cli(root, "--json", "publish", "--version", "v8.0.55")
+    assert json.loads(verified.stdout)["status"] == "already published", verified.stderr
     # Outside the base, the same diracosrc stops with what to do.
     outside = subprocess.run(
         ["bash", "-c", f"source {cvmfs}/dirac/v8.0.55/Linux-x86_64/diracosrc; echo rc=$?"],
