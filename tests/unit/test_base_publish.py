@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -147,7 +148,7 @@ def test_the_stable_installer_names_follow_the_newest_base(site: Path) -> None:
 
 def test_the_command_plans_and_refuses_with_exit_2(site: Path) -> None:
     _config(site)
-    cli = ["python", "-m", "release", "--config", str(site / "release.toml"), "base"]
+    cli = [sys.executable, "-m", "release", "--config", str(site / "release.toml"), "base"]
     plan = subprocess.run([*cli, "publish", "--plan", "--json"],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert plan.returncode == 0, plan.stderr
@@ -157,3 +158,22 @@ def test_the_command_plans_and_refuses_with_exit_2(site: Path) -> None:
     bad = subprocess.run([*cli, "publish", "--repository", "nowhere"],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert bad.returncode == 2 and "nowhere" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--until", "deploy"], "the DIRAC demo ends after publish"),
+        (["--tag", "v1.0.1"], "--tag is for the demo product"),
+    ],
+)
+def test_the_dirac_demo_refuses_what_it_does_not_do(
+    tmp_path: Path, args: list[str], problem: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "release", "demo", "--product", "DIRAC", "--workdir",
+         str(tmp_path / "demo"), *args],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and problem in proc.stderr, proc.stderr
+    assert not (tmp_path / "demo").exists()
