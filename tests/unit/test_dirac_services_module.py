@@ -120,7 +120,7 @@ class _Failed(Exception):
 
 
 class _Module:
-    def fail_json(self, msg: str) -> None:
+    def fail_json(self, msg: str, **_details: Any) -> None:
         raise _Failed(msg)
 
 
@@ -169,3 +169,69 @@ def test_restart_is_one_sv_call_and_retries_only_the_services_not_restarted(
         services._restart(_Module(), ["/d/startup/A", "/d/startup/C"])
     assert calls[0] == ("restart", "/d/startup/A", "/d/startup/C")
     assert calls[1:] == [("restart", "/d/startup/C")] * (services.SV_TRIES - 1)
+
+
+class _Clock:
+    """Virtual time for the module's waits: sleeping advances it, nothing really waits."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _services_at(clock: _Clock, starts: dict[str, list[tuple[float, int]]]) -> Any:
+    """A fake `sv status`: each service runs as the pid of the latest (start time, pid)."""
+
+    def fake_sv(*args: str) -> tuple[int, str]:
+        path = args[1]
+        runs = [(t, pid) for t, pid in starts[path] if t <= clock.now]
+        if not runs:
+            return 0, f"down: {path}: 1s"
+        t, pid = runs[-1]
+        return 0, f"run: {path}: (pid {pid}) {int(clock.now - t)}s"
+
+    return fake_sv
+
+
+def test_uptime_and_health_are_waited_for_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wait is the longer of the two, not their sum; a health answer counts for the
+    process that gave it only; each bound fails the task naming the service."""
+    services, clock = _load_module(), _Clock()
+    monkeypatch.setattr(services.time, "monotonic", lambda: clock.now)
+    monkeypatch.setattr(services.time, "sleep", clock.sleep)
+    starts = {"/s/Web": [(0.0, 10)], "/s/Worker": [(0.0, 20)]}
+    monkeypatch.setattr(services, "_sv", _services_at(clock, starts))
+    asked: list[float] = []
+
+    def health(_url: str) -> tuple[bool, str]:
+        asked.append(clock.now)
+        return (clock.now >= 1.5, "200 ok" if clock.now >= 1.5 else "503 starting")
+
+    monkeypatch.setattr(services, "_health", health)
+    dirs, urls = {"Web": "/s/Web", "Worker": "/s/Worker"}, {"Web": "http://h/health"}
+    status, answers = services._wait_ready(_Module(), dirs, urls, 2, 30, 30)
+    # Healthy at 1.5 s and up for 2 s at 2.0 s: ready at 2.0 s (in turn it was 3.5 s or more).
+    assert clock.now == 2.0 and answers == {"Web": "200 ok"}
+    assert status["Web"] == "run: /s/Web: (pid 10) 2s"
+    assert len([t for t in asked if t >= 1.5]) == 1  # asked once healthy, then trusted
+
+    # Web restarts after its health answer: the new process must answer again.
+    clock.now, asked[:] = 0.0, []
+    starts["/s/Web"] = [(0.0, 10), (1.7, 11)]
+    status, _ = services._wait_ready(_Module(), dirs, urls, 2, 30, 30)
+    assert status["Web"] == "run: /s/Web: (pid 11) 2s" and clock.now == 4.0
+    assert [t for t in asked if t >= 1.5][:2] == [1.5, 2.0]  # pid 10's answer, then pid 11's
+
+    # Never healthy, or never steadily up: each bound fails by name.
+    clock.now = 0.0
+    monkeypatch.setattr(services, "_health", lambda _url: (False, "503 starting"))
+    with pytest.raises(_Failed, match=r"Web: http://h/health did not answer 200 within 5 s "
+                       r"\(last: 503 starting\)"):  # fmt: skip
+        services._wait_ready(_Module(), dirs, urls, 2, 30, 5)
+    assert clock.now == 5.0
+    clock.now = 0.0
+    starts["/s/Worker"] = [(float(t), 100 + t) for t in range(0, 60)]  # restarts every second
+    with pytest.raises(_Failed, match=r"Worker is not running steadily after 4 s"):
+        services._wait_ready(_Module(), dirs, {}, 2, 4, 30)

@@ -69,6 +69,7 @@ options:
 
 SV_TRIES = 10  # runsvdir looks for new services every 5 s: until then sv cannot reach them.
 POLL_S = 0.5
+HEALTH_GET_S = 5
 UP = re.compile(r"^run: .*\(pid (\d+)\) (\d+)s")
 
 
@@ -177,50 +178,61 @@ def _restart(module, service_dirs):
     module.fail_json(msg=f"sv restart {' '.join(pending)} failed {SV_TRIES} times: {out}")
 
 
-def _wait_up(module, dirs, min_uptime, timeout):
-    """Poll runit until every service has run min_uptime seconds; fail naming those that did not."""
-    deadline = time.monotonic() + timeout
+def _health(url):
+    """(answered 200, what it answered) for one GET of a health URL."""
+    try:
+        # The scheme was checked to be http(s) before anything changed.
+        with urllib.request.urlopen(url, timeout=HEALTH_GET_S) as response:  # noqa: S310
+            return response.status == 200, (
+                f"{response.status} {response.read(200).decode(errors='replace')}"
+            )
+    except urllib.error.HTTPError as exc:
+        return False, f"{exc.code} {exc.reason}"
+    except (OSError, ValueError) as exc:
+        return False, str(getattr(exc, "reason", exc))
+
+
+def _wait_ready(module, dirs, urls, min_uptime, up_timeout, health_timeout):
+    """Poll runit and the health URLs together until every service has run min_uptime
+    seconds and every health URL answered 200 from the process still running.
+
+    One loop for both: a service answers its health URL while it is still proving it stays
+    up, so the wait is the longer of the two, not their sum. A health answer counts only for
+    the process that gave it (its pid): a service that restarted since must answer again.
+    Both bounds hold; failing names the services and what they last showed.
+    """
+    started = time.monotonic()
+    answers, healthy_pid = {}, {}
     while True:
         status = {name: _sv("status", path)[1] for name, path in dirs.items()}
+        pids = {name: (_running(text) or (None, 0))[0] for name, text in status.items()}
+        for name, url in urls.items():
+            if healthy_pid.get(name) is not None and healthy_pid[name] == pids.get(name):
+                continue
+            ok, answers[name] = _health(url)
+            healthy_pid[name] = pids.get(name, -1) if ok else None
         down = {n: s for n, s in status.items() if not _is_up(s, min_uptime)}
-        if not down:
-            return status
-        if time.monotonic() >= deadline:
+        unhealthy = [n for n in urls if healthy_pid.get(n) is None or (
+            n in pids and healthy_pid[n] != pids[n])]  # fmt: skip
+        if not down and not unhealthy:
+            return status, answers
+        waited = time.monotonic() - started
+        if down and waited >= up_timeout:
             module.fail_json(
                 msg="; ".join(
-                    f"{name} is not running steadily after {timeout} s: {text}"
+                    f"{name} is not running steadily after {up_timeout} s: {text}"
                     for name, text in down.items()
                 ),
                 status=status,
             )
+        if unhealthy and waited >= health_timeout:
+            name = unhealthy[0]
+            module.fail_json(
+                msg=f"{name}: {urls[name]} did not answer 200 within {health_timeout} s "
+                f"(last: {answers.get(name)})",
+                health=answers,
+            )
         time.sleep(POLL_S)
-
-
-def _wait_healthy(module, urls, timeout):
-    """GET each health URL until it answers 200 (a new service answers 503 or refuses at first)."""
-    deadline = time.monotonic() + timeout
-    answers = {}
-    for name, url in urls.items():
-        while True:
-            try:
-                # The scheme was checked to be http(s) before anything changed.
-                with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
-                    answers[name] = (
-                        f"{response.status} {response.read(200).decode(errors='replace')}"
-                    )
-                    if response.status == 200:
-                        break
-            except urllib.error.HTTPError as exc:
-                answers[name] = f"{exc.code} {exc.reason}"
-            except (OSError, ValueError) as exc:
-                answers[name] = str(getattr(exc, "reason", exc))
-            if time.monotonic() >= deadline:
-                module.fail_json(
-                    msg=f"{name}: {url} did not answer 200 within {timeout} s (last: {answers[name]})",
-                    health=answers,
-                )
-            time.sleep(1)
-    return answers
 
 
 def supervise(module):
@@ -267,9 +279,10 @@ def supervise(module):
                          diff=diffs)  # fmt: skip
     if restart:
         _restart(module, [dirs[name] for name in restart])
-    status = _wait_up(module, dirs, p["min_uptime"], p["up_timeout"]) if dirs else {}
     urls = {s["name"]: s["health_url"] for s in services if s.get("health_url")}
-    health = _wait_healthy(module, urls, p["health_timeout"]) if urls else {}
+    status, health = _wait_ready(
+        module, dirs, urls, p["min_uptime"], p["up_timeout"], p["health_timeout"]
+    )
     module.exit_json(changed=changed, written=written, linked=linked, restarted=restart,
                      runsvdir=runsvdir, status=status, health=health, diff=diffs)  # fmt: skip
 
