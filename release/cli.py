@@ -22,6 +22,7 @@ from release.commands import (
     cmd_demo,
     cmd_deploy,
     cmd_lab,
+    cmd_notes,
     cmd_promote,
     cmd_publish,
     cmd_render,
@@ -244,6 +245,21 @@ def build_parser() -> argparse.ArgumentParser:
     status = add("status", cmd_status, "where each release stands, and which version runs where")
     status.add_argument("--product", help="only this product")
     status.add_argument("--version", help="only this release")
+
+    notes = add("notes", cmd_notes, "release notes from the pull requests between two tags",
+                config=False)  # fmt: skip
+    notes.add_argument("action", nargs="?", choices=["check"],
+                       help="check: exit 1 when pull request --pr has no valid notes block")  # fmt: skip
+    notes.add_argument("--repo", type=Path, default=Path("."),
+                       help="the product's git clone (default: the current folder)")  # fmt: skip
+    notes.add_argument("--from", dest="start", help="the previous release's tag")
+    notes.add_argument("--to", dest="end", help="this release's tag")
+    notes.add_argument("--format", choices=["dirac", "markdown"], default="dirac",
+                       help="dirac: DIRAC's release.notes (default); markdown: for a GitHub "
+                       "release")  # fmt: skip
+    notes.add_argument("--github", help="OWNER/NAME on GitHub (default: from the 'origin' remote)")
+    notes.add_argument("--pr", type=int, help="check: the pull request's number")
+    notes.add_argument("--output", type=Path, help="write the notes here instead of stdout")
 
     demo = add("demo", cmd_demo, "run the pipeline on the embedded demo product", config=False)
     demo.add_argument(

@@ -9,7 +9,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from release import present
-from release.errors import BadInput
+from release.errors import BadInput, CheckFailed
 
 if TYPE_CHECKING:
     from release.config import ReleaseConfig
@@ -248,6 +248,46 @@ def cmd_status(args: argparse.Namespace) -> int:
     from release.pipeline.status import status
 
     present.release_status(status(_load(args), args.product, args.version), args.json)
+    return 0
+
+
+def cmd_notes(args: argparse.Namespace) -> int:
+    """Release notes of the pull requests merged between two tags (by commit ancestry), in
+    DIRAC's release.notes format or Markdown; `notes check --pr N` checks one description."""
+    from release.notes import github_repository
+
+    repository = github_repository(args.repo, args.github)
+    if args.action == "check":
+        from release.notes.blocks import parse_block
+        from release.notes.pulls import fetch_pulls
+
+        if args.pr is None:
+            raise BadInput(
+                "notes check needs --pr N", fix="e.g. dirac-release notes check --pr 7827"
+            )
+        found, _missing = fetch_pulls(repository, [args.pr])
+        if args.pr not in found:
+            raise BadInput(f"{repository} has no pull request #{args.pr}", fix="check the number")
+        block = parse_block(found[args.pr].body)
+        present.notes_check(repository, args.pr, block, args.json)
+        if block.problems:
+            raise CheckFailed(
+                f"pull request #{args.pr} of {repository}: " + "; ".join(block.problems[:5]),
+                fix="edit its description: a BEGINRELEASENOTES ... ENDRELEASENOTES block with "
+                "*System lines and NEW:/CHANGE:/FIX: entries",
+            )
+        return 0
+    if not args.start or not args.end:
+        raise BadInput(
+            "notes needs --from TAG and --to TAG",
+            fix="e.g. dirac-release notes --from v9.0.0a30 --to v9.0.0a31",
+        )
+    from release.notes import gather
+    from release.notes.compose import as_dirac, as_markdown
+
+    notes = gather(args.repo, args.start, args.end, repository)
+    text = as_dirac(notes) if args.format == "dirac" else as_markdown(notes, repository)
+    present.notes(notes, text, args.output, args.json)
     return 0
 
 

@@ -12,6 +12,10 @@ from typing import TYPE_CHECKING, Any
 from release.errors import ReleaseError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from release.notes import Notes
+    from release.notes.blocks import Block
     from release.pipeline.runner import PipelineRun
 
 
@@ -320,3 +324,36 @@ def sysroot(path: Any, arch: str, python: str, as_json: bool) -> None:
         print_json({"sysroot": str(path), "arch": arch, "python": python})
     else:
         print(f"{path} is ready; use it with: export DIRAC_RELEASE_AARCH64_SYSROOT={path}")
+
+
+def notes(data: Notes, text: str, output: Path | None, as_json: bool) -> None:
+    """The notes on stdout (or in a file), what was dropped and why on stderr."""
+    from release.output import print_json
+
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+    if as_json:
+        print_json({**data.as_dict(), "text": text, "output": str(output) if output else None})
+        return
+    if output is None:
+        print(text, end="" if text.endswith("\n") else "\n")
+    for line in data.dropped:
+        print(f"dropped {line}", file=sys.stderr)
+    if data.without_notes:
+        shown = ", ".join(f"#{n}" for n in data.without_notes)
+        print(f"no notes block: {shown}", file=sys.stderr)
+    for number, problems in sorted(data.problems.items()):
+        print(f"#{number}: " + "; ".join(problems), file=sys.stderr)
+    where = f" in {output}" if output else ""
+    print(f"{len(data.entries)} notes{where}", file=sys.stderr)
+
+
+def notes_check(repository: str, number: int, block: Block, as_json: bool) -> None:
+    from release.output import print_json
+
+    if as_json:
+        print_json({"repository": repository, "pr": number, "found": block.found,
+                    "entries": len(block.entries), "problems": block.problems})  # fmt: skip
+    elif not block.problems:
+        print(f"{repository}#{number}: {len(block.entries)} release notes, well formed",
+              file=sys.stderr)  # fmt: skip
