@@ -21,6 +21,7 @@ from release.commands import (
     cmd_cvmfs,
     cmd_demo,
     cmd_deploy,
+    cmd_github_release,
     cmd_lab,
     cmd_notes,
     cmd_promote,
@@ -260,6 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
     notes.add_argument("--github", help="OWNER/NAME on GitHub (default: from the 'origin' remote)")
     notes.add_argument("--pr", type=int, help="check: the pull request's number")
     notes.add_argument("--output", type=Path, help="write the notes here instead of stdout")
+
+    ghr = add("github-release", cmd_github_release,
+              "create or update a version's GitHub release with its files, then publish it")  # fmt: skip
+    ghr.add_argument("--version", required=True, help="the version, e.g. v9.0.0a29")
+    ghr.add_argument("--product", help="the product (default: the only one)")
+    ghr.add_argument("--github", help="OWNER/NAME (default: the product's git source on GitHub)")
+    ghr.add_argument("--notes", type=Path, help="the release's notes (Markdown), e.g. from "
+                     "dirac-release notes --format markdown --output FILE")  # fmt: skip
+    ghr.add_argument("--plan", action="store_true", help="make and list the assets, change nothing")
 
     demo = add("demo", cmd_demo, "run the pipeline on the embedded demo product", config=False)
     demo.add_argument(

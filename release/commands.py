@@ -6,6 +6,7 @@ command line imports none of them.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from release import present
@@ -288,6 +289,32 @@ def cmd_notes(args: argparse.Namespace) -> int:
     notes = gather(args.repo, args.start, args.end, repository)
     text = as_dirac(notes) if args.format == "dirac" else as_markdown(notes, repository)
     present.notes(notes, text, args.output, args.json)
+    return 0
+
+
+def cmd_github_release(args: argparse.Namespace) -> int:
+    """Create (as a draft) or update a version's GitHub release: notes, tarballs, manifests,
+    an SBOM and SHA256SUMS; published only when every asset reads back with its sha256."""
+    from release.ghrelease import github_release
+    from release.notes import github_repository, slug_of_url
+
+    config = _load(args)
+    _name, product = config.product(args.product)
+    location = getattr(product.source, "git", None)
+    slug = None if args.github or not location else slug_of_url(location)
+    repository = slug or github_repository(
+        config.resolve_path(location) if location and not args.github else Path("."), args.github
+    )
+    notes = ""
+    if args.notes is not None:
+        try:
+            notes = args.notes.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise BadInput(f"--notes {args.notes}: {exc.strerror}", fix="give the notes file "
+                           "dirac-release notes --output wrote") from None  # fmt: skip
+    result = github_release(config, version=args.version, product_name=args.product,
+                            repository=repository, notes=notes, plan=args.plan)  # fmt: skip
+    present.github_release(result, args.json)
     return 0
 
 

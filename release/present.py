@@ -357,3 +357,21 @@ def notes_check(repository: str, number: int, block: Block, as_json: bool) -> No
     elif not block.problems:
         print(f"{repository}#{number}: {len(block.entries)} release notes, well formed",
               file=sys.stderr)  # fmt: skip
+
+
+def github_release(result: dict[str, Any], as_json: bool) -> None:
+    from release.output import print_json, table
+
+    if as_json:
+        print_json(result)
+        return
+    for line in result["notes"]:
+        print(line, file=sys.stderr)
+    table(
+        f"GitHub release {result['tag']} of {result['repository']}: {result['status']}"
+        + (" (pre-release)" if result["prerelease"] else ""),
+        ["asset", "sha256", "result"],
+        [[a["name"], a["sha256"][:16], a["action"]] for a in result["assets"]],
+    )
+    if result.get("url"):
+        print(f"release: {result['url']}", file=sys.stderr)

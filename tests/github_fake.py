@@ -30,6 +30,11 @@ class FakeGitHub:
     rate_limited: int = 0
     rate_reset_in: float = 1.0
     requests: list[tuple[str, str, bool]] = field(default_factory=list)
+    releases: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: Report each asset's `digest` (GitHub does since 2025); False models an older server.
+    report_digest: bool = True
+    #: Uploads to corrupt (their stored bytes differ from what was sent), by asset name.
+    corrupt: set[str] = field(default_factory=set)
 
     def add_pull(self, number: int, title: str, body: str | None) -> None:
         self.pulls[number] = {"number": number, "title": title, "body": body, "state": "closed"}
@@ -44,6 +49,15 @@ class FakeGitHub:
                 pass
 
             def do_GET(self) -> None:
+                fake._handle(self)
+
+            def do_POST(self) -> None:
+                fake._handle(self)
+
+            def do_PATCH(self) -> None:
+                fake._handle(self)
+
+            def do_DELETE(self) -> None:
                 fake._handle(self)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -119,6 +133,107 @@ class FakeGitHub:
                 self._send(handler, 404, {"message": "Not Found"})
             else:
                 self._send(handler, 200, self._pull_json(pull))
+        elif "/releases" in split.path:
+            self._releases(handler, split.path, parse_qs(split.query), base)
+        else:
+            self._send(handler, 404, {"message": "Not Found"})
+
+    # -- releases ---------------------------------------------------------------------------
+
+    def _release_json(self, rel: dict[str, Any]) -> dict[str, Any]:
+        base = f"{self.url}/repos/{self.owner}/{self.name}"
+        return {
+            "id": rel["id"], "tag_name": rel["tag_name"], "name": rel["name"],
+            "body": rel["body"], "draft": rel["draft"], "prerelease": rel["prerelease"],
+            "url": f"{base}/releases/{rel['id']}",
+            "html_url": f"https://github.com/{self.owner}/{self.name}/releases/tag/{rel['tag_name']}",
+            "assets_url": f"{base}/releases/{rel['id']}/assets",
+            "upload_url": f"{self.url}/uploads{base.removeprefix(self.url)}/releases/{rel['id']}/assets{{?name,label}}",
+            "assets": [self._asset_json(a) for a in rel["assets"].values()],
+        }  # fmt: skip
+
+    def _asset_json(self, asset: dict[str, Any]) -> dict[str, Any]:
+        base = f"{self.url}/repos/{self.owner}/{self.name}"
+        data = {"id": asset["id"], "name": asset["name"], "size": len(asset["data"]),
+                "state": "uploaded", "content_type": asset["content_type"],
+                "url": f"{base}/releases/assets/{asset['id']}",
+                "browser_download_url": f"{self.url}/download/{asset['id']}"}  # fmt: skip
+        if self.report_digest:
+            import hashlib
+
+            data["digest"] = "sha256:" + hashlib.sha256(asset["data"]).hexdigest()
+        return data
+
+    def _body(self, handler: BaseHTTPRequestHandler) -> bytes:
+        return handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+
+    def _releases(self, handler: BaseHTTPRequestHandler, path: str,
+                  query: dict[str, list[str]], base: str) -> None:  # fmt: skip
+        method = handler.command
+        tail = path.removeprefix("/uploads").removeprefix(base)
+        parts = tail.strip("/").split("/")
+        if method == "GET" and parts == ["releases"]:
+            listed = sorted(self.releases.values(), key=lambda r: -r["id"])
+            self._send(handler, 200, [self._release_json(r) for r in listed])
+        elif method == "GET" and parts[:2] == ["releases", "tags"]:
+            found = [
+                r for r in self.releases.values() if r["tag_name"] == parts[2] and not r["draft"]
+            ]  # drafts have no tag yet
+            if found:
+                self._send(handler, 200, self._release_json(found[0]))
+            else:
+                self._send(handler, 404, {"message": "Not Found"})
+        elif method == "POST" and parts == ["releases"]:
+            data = json.loads(self._body(handler))
+            if any(r["tag_name"] == data["tag_name"] and not r["draft"]
+                   for r in self.releases.values()):  # fmt: skip
+                self._send(handler, 422, {"message": "Validation Failed", "errors": [
+                    {"resource": "Release", "code": "already_exists", "field": "tag_name"}]})  # fmt: skip
+                return
+            rid = max(self.releases, default=0) + 1
+            self.releases[rid] = {"id": rid, "tag_name": data["tag_name"],
+                                  "name": data.get("name"), "body": data.get("body"),
+                                  "draft": bool(data.get("draft")),
+                                  "prerelease": bool(data.get("prerelease")), "assets": {}}  # fmt: skip
+            self._send(handler, 201, self._release_json(self.releases[rid]))
+        elif method == "PATCH" and len(parts) == 2 and parts[1].isdigit():
+            rel = self.releases[int(parts[1])]
+            data = json.loads(self._body(handler))
+            rel.update({k: data[k] for k in ("name", "body", "draft", "prerelease") if k in data})
+            self._send(handler, 200, self._release_json(rel))
+        elif method == "GET" and len(parts) == 3 and parts[2] == "assets":
+            rel = self.releases[int(parts[1])]
+            self._send(handler, 200, [self._asset_json(a) for a in rel["assets"].values()])
+        elif method == "POST" and len(parts) == 3 and parts[2] == "assets":
+            rel = self.releases[int(parts[1])]
+            name = query["name"][0]
+            data = self._body(handler)
+            if any(a["name"] == name for a in rel["assets"].values()):
+                self._send(handler, 422, {"message": "Validation Failed", "errors": [
+                    {"resource": "ReleaseAsset", "code": "already_exists", "field": "name"}]})  # fmt: skip
+                return
+            if name in self.corrupt:
+                data = data[:-1] + bytes([data[-1] ^ 1])
+            aid = 1000 + sum(len(r["assets"]) for r in self.releases.values()) + len(self.requests)
+            rel["assets"][aid] = {"id": aid, "name": name, "data": data,
+                                  "content_type": handler.headers.get("Content-Type")}  # fmt: skip
+            self._send(handler, 201, self._asset_json(rel["assets"][aid]))
+        elif parts[:2] == ["releases", "assets"] and len(parts) == 3:
+            aid = int(parts[2])
+            owner = next(r for r in self.releases.values() if aid in r["assets"])
+            if method == "DELETE":
+                del owner["assets"][aid]
+                handler.send_response(204)
+                handler.end_headers()
+            elif "octet-stream" in (handler.headers.get("Accept") or ""):
+                data = owner["assets"][aid]["data"]
+                handler.send_response(200)
+                handler.send_header("Content-Type", "application/octet-stream")
+                handler.send_header("Content-Length", str(len(data)))
+                handler.end_headers()
+                handler.wfile.write(data)
+            else:
+                self._send(handler, 200, self._asset_json(owner["assets"][aid]))
         else:
             self._send(handler, 404, {"message": "Not Found"})
 

@@ -16,6 +16,12 @@ from release.notes.compose import Notes, Pull, compose
 _GITHUB_REMOTE = re.compile(r"github\.com[:/]([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+?)(?:\.git)?/?$")
 
 
+def slug_of_url(url: str) -> str | None:
+    """OWNER/NAME of a GitHub URL (https or ssh form), None for anything else."""
+    match = _GITHUB_REMOTE.search(url)
+    return match.group(1) if match else None
+
+
 def github_repository(path: Path, given: str | None) -> str:
     """OWNER/NAME: the one given, else the repository's `origin` on GitHub."""
     if given:
@@ -31,9 +37,9 @@ def github_repository(path: Path, given: str | None) -> str:
     except (ValueError, git.InvalidGitRepositoryError, git.NoSuchPathError):
         urls = []
     for url in urls:
-        match = _GITHUB_REMOTE.search(url)
-        if match:
-            return match.group(1)
+        slug = slug_of_url(url)
+        if slug:
+            return slug
     raise BadInput(
         f"the GitHub repository of {path} is not known (no GitHub 'origin' remote)",
         fix="name it: --github OWNER/NAME, e.g. --github DIRACGrid/DIRAC",

@@ -1,0 +1,102 @@
+"""What a GitHub release of a version carries, made from the checked bundles.
+
+The tarballs (one per platform), each platform's manifest, an SBOM of the bundled
+distributions (CycloneDX 1.5 JSON, one component per distribution per platform with its
+package URL), and a `SHA256SUMS` over all of them by the names they have on the release, so
+`sha256sum -c SHA256SUMS` works in a folder of downloaded assets. Everything is made from
+the build output after the bundle contract's checks (SHA256SUMS of the build, manifests), and
+the same bundles always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SBOM_SPEC = "1.5"
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str
+    path: Path
+    sha256: str
+    size: int
+    content_type: str
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def sbom(product: str, tag: str, manifests: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """CycloneDX JSON: the release as the application, each bundled distribution a library."""
+    components = []
+    for arch, manifest in sorted(manifests.items()):
+        for dist in manifest.get("distributions", []):
+            name, version = str(dist["name"]), str(dist["version"])
+            purl = f"pkg:pypi/{name.lower().replace('_', '-')}@{version}"
+            components.append({
+                "type": "library",
+                "bom-ref": f"{arch}/{purl}",
+                "name": name,
+                "version": version,
+                "purl": purl,
+                "properties": [{"name": "dirac-release:platform", "value": f"Linux-{arch}"}],
+            })  # fmt: skip
+    digest = hashlib.sha256(
+        "".join(f"{a} {json.dumps(m.get('distributions', []), sort_keys=True)}\n"
+                for a, m in sorted(manifests.items())).encode()
+    ).hexdigest()  # fmt: skip
+    return {
+        "bomFormat": "CycloneDX",
+        "specVersion": SBOM_SPEC,
+        # The same bundles give the same document: the serial number derives from them.
+        "serialNumber": f"urn:uuid:{uuid.UUID(digest[:32])}",
+        "version": 1,
+        "metadata": {
+            "component": {
+                "type": "application",
+                "bom-ref": f"{product}@{tag}",
+                "name": product,
+                "version": tag,
+            },
+            "tools": {"components": [{"type": "application", "name": "dirac-release"}]},
+        },
+        "components": components,
+    }
+
+
+def make_assets(
+    out_dir: Path, product: str, tag: str, trees: dict[str, Path],
+    manifests: dict[str, dict[str, Any]], tarballs: list[Path],
+) -> list[Asset]:  # fmt: skip
+    """Write the release's files into out_dir (replaced), return them with their digests."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    files: list[tuple[Path, str]] = []
+    for tarball in tarballs:
+        dest = out_dir / tarball.name
+        shutil.copyfile(tarball, dest)
+        files.append((dest, "application/gzip"))
+    for arch, tree in sorted(trees.items()):
+        dest = out_dir / f"{product}-{tag}-Linux-{arch}.manifest.json"
+        shutil.copyfile(tree / ".dirac-release" / "manifest.json", dest)
+        files.append((dest, "application/json"))
+    bom = out_dir / f"{product}-{tag}.cdx.json"
+    bom.write_text(json.dumps(sbom(product, tag, manifests), indent=1, sort_keys=True) + "\n")
+    files.append((bom, "application/vnd.cyclonedx+json"))
+    assets = [Asset(p.name, p, _sha256(p), p.stat().st_size, ct) for p, ct in files]
+    sums = out_dir / "SHA256SUMS"
+    sums.write_text(
+        "".join(f"{a.sha256}  {a.name}\n" for a in sorted(assets, key=lambda a: a.name))
+    )
+    assets.append(Asset(sums.name, sums, _sha256(sums), sums.stat().st_size, "text/plain"))
+    return assets
