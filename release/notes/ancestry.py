@@ -35,26 +35,34 @@ def _commit(repo: object, ref: str, which: str, path: Path) -> object:
 
     try:
         return repo.commit(ref)  # type: ignore[attr-defined]
-    except (git.BadName, ValueError):
-        tags = sorted(t.name for t in repo.tags)  # type: ignore[attr-defined]
-        shown = ", ".join(tags[-5:]) or "none"
-        raise BadInput(
-            f"{which} {ref!r} is not a tag or commit of {path}",
-            fix=f"give a tag the repository has (latest: {shown}); fetch tags first "
-            "(git fetch --tags) if it is a fresh clone",
-        ) from None
+    except ValueError as exc:
+        if "dubious ownership" in str(exc):
+            raise BadInput(
+                f"git refuses to read {path}: it belongs to another user (dubious ownership)",
+                fix=f"trust it: git config --global --add safe.directory {path}",
+            ) from None
+        raise _unknown(repo, ref, which, path) from None
+    except git.BadName:
+        raise _unknown(repo, ref, which, path) from None
+
+
+def _unknown(repo: object, ref: str, which: str, path: Path) -> BadInput:
+    tags = sorted(t.name for t in repo.tags)  # type: ignore[attr-defined]
+    shown = ", ".join(tags[-5:]) or "none"
+    return BadInput(
+        f"{which} {ref!r} is not a tag or commit of {path}",
+        fix=f"give a tag the repository has (latest: {shown}); fetch tags first "
+        "(git fetch --tags) if it is a fresh clone",
+    )
 
 
 def merged_pulls(path: Path, start: str, end: str) -> list[MergedPull]:
     """Pull requests merged into `end` and not into `start`, oldest first."""
     import git
 
-    try:
-        repo = git.Repo(path)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise BadInput(
-            f"{path} is not a git repository", fix="give the product's clone with --repo"
-        ) from None
+    from release.gitinfo import open_repo
+
+    repo = open_repo(path)
     _commit(repo, start, "--from", path)
     _commit(repo, end, "--to", path)
     found: dict[int, MergedPull] = {}
