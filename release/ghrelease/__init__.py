@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from release.config import ReleaseConfig
-from release.errors import BadInput, CheckFailed
+from release.errors import BadInput, CheckFailed, InfrastructureError
 from release.ghrelease.assets import Asset, make_assets
 from release.github_api import TOKEN_ENV, call, client
 
@@ -158,10 +158,18 @@ def _sync_assets(release: Any, assets: list[Asset], result: dict[str, Any], slug
             call(
                 f"deleting the outdated asset {asset.name}", existing.delete_asset, repository=slug
             )
-        call(f"uploading {asset.name}",
-             lambda a=asset: release.upload_asset(str(a.path), content_type=a.content_type,  # type: ignore[misc]
-                                                  name=a.name),
-             repository=slug)  # fmt: skip
+        try:
+            call(f"uploading {asset.name}",
+                 lambda a=asset: release.upload_asset(str(a.path), content_type=a.content_type,  # type: ignore[misc]
+                                                      name=a.name),
+                 repository=slug)  # fmt: skip
+        except InfrastructureError as exc:
+            # 422: another run uploaded an asset of that name meanwhile; the check below
+            # decides whether it is ours.
+            if "answered 422" not in exc.message:
+                raise
+            actions[asset.name]["action"] = "uploaded by another run"
+            continue
         actions[asset.name]["action"] = "replaced" if existing is not None else "uploaded"
     ours = {a.name for a in assets}
     extra = sorted(set(remote) - ours)

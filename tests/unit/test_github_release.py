@@ -131,3 +131,32 @@ def test_without_a_token_or_with_a_bad_one(
     )  # fmt: skip
     assert planned.returncode == 0, planned.stderr
     assert len(json.loads(planned.stdout)["assets"]) == 5 and not github.releases
+
+
+def test_an_asset_uploaded_meanwhile_by_another_run_is_checked_not_duplicated(
+    site: Path, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs of one release race: the second's upload answers 422 (already_exists); the
+    asset there is read back and must have our sha256, or the release stays a draft."""
+    import release.ghrelease as ghrelease
+
+    real_sync = ghrelease._sync_assets
+
+    def racing(release: object, assets: list, result: dict, slug: str) -> None:  # type: ignore[type-arg]
+        # The other run uploads SHA256SUMS just before this one lists the assets.
+        sums = next(a for a in assets if a.name == "SHA256SUMS")
+        release.upload_asset(str(sums.path), content_type="text/plain", name=sums.name)  # type: ignore[attr-defined]
+        listed = release.get_assets  # type: ignore[attr-defined]
+        release.get_assets = lambda: [a for a in listed() if a.name != "SHA256SUMS"]  # type: ignore[attr-defined]
+        try:
+            real_sync(release, assets, result, slug)
+        finally:
+            release.get_assets = listed  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(ghrelease, "_sync_assets", racing)
+    result = _release(site)
+    actions = {a["name"]: a["action"] for a in result["assets"]}  # type: ignore[attr-defined]
+    assert actions["SHA256SUMS"] == "uploaded by another run"
+    (release,) = github.releases.values()
+    assert release["draft"] is False
+    assert [a["name"] for a in release["assets"].values()].count("SHA256SUMS") == 1
