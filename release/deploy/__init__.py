@@ -232,6 +232,26 @@ def _close_ssh_masters(control_dir: Path) -> None:
             continue
 
 
+def _stopped_before_any_host(code: int, hosts: list[dict[str, Any]], lines: list[str]) -> None:
+    """A playbook that failed before reaching any host says why in Ansible's own words: a
+    table of "not started" hosts would hide it (a vault without its password, a syntax
+    error, a missing inventory)."""
+    if code == 0 or not hosts or any(h["result"] != HostOutcome.NOT_STARTED for h in hosts):
+        return
+    errors = [line.strip() for line in lines if line.startswith("ERROR!")]
+    shown = (errors or [line.strip() for line in lines[-3:] if line.strip()] or ["no output"])[0]
+    if "vault" in shown.lower():
+        raise BadInput(
+            f"ansible-playbook stopped before any host: {shown[:300]}",
+            fix="the environment's secrets_file is encrypted with ansible-vault: give Ansible "
+            "its password, ANSIBLE_VAULT_PASSWORD_FILE=<file holding it>",
+        )
+    raise InfrastructureError(
+        f"ansible-playbook stopped before any host (exit {code}): {shown[:300]}",
+        fix="see Ansible's message; nothing was changed on the hosts",
+    )
+
+
 def run_playbook(
     config: ReleaseConfig,
     *,
@@ -329,6 +349,7 @@ def run_playbook(
         "hosts": host_rows(list(env.hosts), recap, report),
         "output_tail": "".join(lines[-15:]),
     }
+    _stopped_before_any_host(code, result["hosts"], lines)
     if action == "verify":
         for row in result["hosts"]:
             row["facts"] = report.get(row["host"], {})

@@ -59,7 +59,7 @@ def _runner(site: Path, tag: str, github: FakeGitHub, commit: str, prefix: objec
 def _shown(run: WorkflowRun) -> str:
     failed = run.failed_step()
     return json.dumps(run.jobs) + ("" if failed is None else f"\n{failed.job}/{failed.name}:\n"
-                                   + failed.output[-4000:])  # fmt: skip
+                                   + failed.output[-8000:])  # fmt: skip
 
 
 def test_a_tag_runs_the_whole_release_workflow(tmp_path: Path) -> None:
@@ -75,6 +75,12 @@ def test_a_tag_runs_the_whole_release_workflow(tmp_path: Path) -> None:
     # The secrets' vault is made for the demo's password: the workflow gets that one.
     vault_password = password_file.read_text().strip()
     stratum = site / "stratum" / REPOSITORY
+    # The CVMFS repository exists before any release (an admin made it): the demo's stratum.
+    from release.config import load_config
+    from release.publish import init_repository
+
+    (site / "release.toml").write_text(demo_config_text())
+    init_repository(load_config(site / "release.toml"), None)
     rootfs = prepare_rootfs(ROOTFS_CACHE)
     names = [*CERTIFICATION_HOSTS, *PRODUCTION_HOSTS]
     with (
@@ -87,10 +93,6 @@ def test_a_tag_runs_the_whole_release_workflow(tmp_path: Path) -> None:
             hosts={"certification": {n: addresses[n] for n in CERTIFICATION_HOSTS},
                    "production": {n: addresses[n] for n in PRODUCTION_HOSTS}},
             ssh_key=net.ssh_key))  # fmt: skip
-        from release.config import load_config
-        from release.publish import init_repository
-
-        init_repository(load_config(site / "release.toml"), None)
 
         def prefix(_name: str, job: dict[str, object]) -> list[str]:
             runs_on = job["runs-on"]

@@ -67,3 +67,21 @@ def test_a_real_playbook_reports_with_another_callback_enabled(tmp_path: Path) -
     assert len(list((tmp_path / "junit").glob("*.xml"))) == 1  # the shell's callback ran too
     # The plugin marks its start, so a report file exists even for a play with no facts.
     assert '"event": "start"' in report.read_text().splitlines()[0]
+
+
+def test_a_playbook_stopped_before_any_host_says_why() -> None:
+    """A vault without its password stops Ansible before any host: the error names Ansible's
+    message and the fix, instead of a table of hosts "not started"."""
+    from release.deploy import HostOutcome, _stopped_before_any_host
+    from release.errors import BadInput, InfrastructureError
+
+    hosts = [{"host": h, "result": HostOutcome.NOT_STARTED} for h in ("a", "b")]
+    vault = ["ERROR! Attempting to decrypt but no vault secrets found\n"]
+    with pytest.raises(BadInput, match="no vault secrets found") as err:
+        _stopped_before_any_host(1, hosts, vault)
+    assert "ANSIBLE_VAULT_PASSWORD_FILE" in str(err.value.fix)
+    with pytest.raises(InfrastructureError, match=r"\(exit 4\): ERROR! the playbook could not"):
+        _stopped_before_any_host(4, hosts, ["ERROR! the playbook could not be found\n"])
+    # A run that reached a host, or succeeded, is left to the host table.
+    _stopped_before_any_host(1, [*hosts[:1], {"host": "c", "result": HostOutcome.FAILED}], vault)
+    _stopped_before_any_host(0, hosts, vault)
