@@ -373,5 +373,5 @@ def github_release(result: dict[str, Any], as_json: bool) -> None:
         ["asset", "sha256", "result"],
         [[a["name"], a["sha256"][:16], a["action"]] for a in result["assets"]],
     )
-    if result.get("url"):
-        print(f"release: {result['url']}", file=sys.stderr)
+    where = f" {result['url']}" if result.get("url") else ""
+    print(f"GitHub release {result['tag']}: {result['status']}{where}", file=sys.stderr)

@@ -112,6 +112,26 @@ def test_a_tag_runs_the_whole_release_workflow(tmp_path: Path) -> None:
         assert run.outputs["plan"]["cvmfs_repository"] == REPOSITORY
         assert sorted(name for name, _ in run.attested) == [
             f"vodemo-{DEMO_TAG}-Linux-aarch64.tar.gz", f"vodemo-{DEMO_TAG}-Linux-x86_64.tar.gz"]  # fmt: skip
+        uploads = len([r for r in github.requests if r[0].startswith("/uploads")])
+        tags = json.loads((site / "stratum/.dirac-release" / REPOSITORY / "tags.json").read_text())
+
+        # The release started again by hand (workflow_dispatch, on the branch, with the
+        # version): what is done is found done, nothing is made twice.
+        again = _runner(site, DEMO_TAG, github, commit, prefix)
+        again.github.update(ref="refs/heads/integration", ref_name="integration",
+                            event_name="workflow_dispatch")  # fmt: skip
+        again.inputs["version"] = DEMO_TAG
+        again.root = site / "runner-again"
+        again.secrets["ANSIBLE_VAULT_PASSWORD"] = vault_password
+        rerun = again.run()
+        assert set(rerun.jobs.values()) == {"success"}, _shown(rerun)
+        said = {f"{s.job}/{s.name}": s.output for s in rerun.steps}
+        assert "already published" in said["publish/Publish"]
+        assert "already published" in said["github-release/Create or update the GitHub release"]
+        assert len([r for r in github.requests if r[0].startswith("/uploads")]) == uploads
+        now = json.loads((site / "stratum/.dirac-release" / REPOSITORY / "tags.json").read_text())
+        assert now == tags  # no new CVMFS revision, no new named tag
+        run.steps += rerun.steps
     # Published, released on GitHub, certified and promoted.
     assert (stratum / "vodemo" / DEMO_TAG / "Linux-x86_64/diracosrc").is_file()
     assert os.readlink(stratum / "vodemo/pro") == DEMO_TAG
