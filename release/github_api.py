@@ -23,8 +23,8 @@ from release.errors import BadInput, InfrastructureError
 if TYPE_CHECKING:
     from github import Github
 
-API_URL_ENV = "GITHUB_API_URL"
-TOKEN_ENV = "GITHUB_TOKEN"  # noqa: S105 (the name of the variable, not a token)
+API_URL_VARIABLE = "GITHUB_API_URL"
+TOKEN_VARIABLE = "GITHUB_TOKEN"  # noqa: S105 (the name of the variable, not a token)
 DEFAULT_API = "https://api.github.com"
 RATE_WAIT_S = 60.0
 T = TypeVar("T")
@@ -37,10 +37,10 @@ class NotFound(BadInput):
 def client(token: str | None = None) -> Github:
     from github import Auth, Github
 
-    token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+    token = token if token is not None else os.environ.get(TOKEN_VARIABLE) or None
     return Github(
         auth=Auth.Token(token) if token else None,
-        base_url=os.environ.get(API_URL_ENV) or DEFAULT_API,
+        base_url=os.environ.get(API_URL_VARIABLE) or DEFAULT_API,
         timeout=30,
         per_page=100,
         retry=None,
@@ -72,7 +72,7 @@ def call(what: str, action: Callable[[], T], *, repository: str = "") -> T:
         except BadCredentialsException:
             raise BadInput(
                 f"GitHub refused the token while {what} (401 Bad credentials)",
-                fix=f"set {TOKEN_ENV} to a valid token that can read {repository or 'the repository'}",
+                fix=f"set {TOKEN_VARIABLE} to a valid token that can read {repository or 'the repository'}",
             ) from None
         except RateLimitExceededException as exc:
             left = _reset_in(exc.headers)
@@ -86,12 +86,12 @@ def call(what: str, action: Callable[[], T], *, repository: str = "") -> T:
             )
             raise InfrastructureError(
                 f"the GitHub API rate limit was reached while {what}; it resets at {when}",
-                fix=f"run again after that, or with a token ({TOKEN_ENV}), which has a higher limit",
+                fix=f"run again after that, or with a token ({TOKEN_VARIABLE}), which has a higher limit",
             ) from None
         except UnknownObjectException:
             raise NotFound(
                 f"GitHub has no {what.removeprefix('reading ')} (404)",
-                fix=f"check the name; a private repository needs a token ({TOKEN_ENV}) that can "
+                fix=f"check the name; a private repository needs a token ({TOKEN_VARIABLE}) that can "
                 "read it",
             ) from None
         except GithubException as exc:

@@ -21,7 +21,7 @@ from typing import Any
 from release.config import ReleaseConfig
 from release.errors import BadInput, CheckFailed, InfrastructureError
 from release.ghrelease.assets import Asset, make_assets
-from release.github_api import TOKEN_ENV, call, client
+from release.github_api import TOKEN_VARIABLE, call, client
 
 
 def _digest_of(remote: Any) -> str | None:
@@ -91,10 +91,10 @@ def github_release(
     if plan:
         result["seconds"] = round(time.monotonic() - started, 3)
         return result
-    if not os.environ.get(TOKEN_ENV):
+    if not os.environ.get(TOKEN_VARIABLE):
         raise BadInput(
-            f"making a GitHub release needs a token: {TOKEN_ENV} is not set",
-            fix=f"set {TOKEN_ENV} (in GitHub Actions: env: {TOKEN_ENV}: ${{{{ github.token }}}} "
+            f"making a GitHub release needs a token: {TOKEN_VARIABLE} is not set",
+            fix=f"set {TOKEN_VARIABLE} (in GitHub Actions: env: {TOKEN_VARIABLE}: ${{{{ github.token }}}} "
             "with contents: write)",
         )
     gh = client()
