@@ -166,6 +166,8 @@ def _manifest(staged: StagedPlatform, name: str, base: Base, layout: str) -> dic
     manifest_rules.validate(f"base {name} Linux-{staged.arch}", manifest)
     path = mf.manifest_path(staged.tree)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() or path.is_symlink():
+        path.unlink()  # a base that carries a manifest: replaced, never written through
     path.write_text(mf.dump(manifest), encoding="utf-8")
     return manifest
 

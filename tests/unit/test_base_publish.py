@@ -177,3 +177,17 @@ def test_the_dirac_demo_refuses_what_it_does_not_do(
     )  # fmt: skip
     assert proc.returncode == 2 and problem in proc.stderr, proc.stderr
     assert not (tmp_path / "demo").exists()
+
+
+def test_the_base_itself_is_never_written_through(site: Path) -> None:
+    """Staged files are hardlinks into the base: what the publication writes (a manifest, a
+    diracosrc) replaces them instead of writing into the base."""
+    carried = site / "rootfs-amd64/.dirac-release/manifest.json"
+    carried.parent.mkdir()
+    carried.write_text("a manifest the base carried\n")
+    (site / "rootfs-amd64/diracosrc").write_text("# the base's own\n")
+    publish_base(_config(site), "debian", ["x86_64"])
+    assert carried.read_text() == "a manifest the base carried\n"
+    assert (site / "rootfs-amd64/diracosrc").read_text() == "# the base's own\n"
+    published = site / "stratum/dirac.egi.eu/dirac/diracos/12.8/Linux-x86_64"
+    assert json.loads((published / ".dirac-release/manifest.json").read_text())["tag"] == "12.8"
