@@ -54,11 +54,9 @@ def dirac_setup(work: Path) -> tuple[Path, str] | str:
 
     if os.geteuid() != 0 or not shutil.which("qemu-aarch64-static"):
         return "needs root, debootstrap and qemu-user-static (the Debian base of issue #11)"
-    from release.base.debian import make_debian_base
+    from release.base.debian import cached_path, make_debian_base
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dirac-release"
-    bases = {a: make_debian_base(cache / "bases" / f"bookworm-{a}-dirac", arch=a)
-             for a in ("x86_64", "aarch64")}  # fmt: skip
+    bases = {a: make_debian_base(cached_path(a), arch=a) for a in ("x86_64", "aarch64")}
     root = work / "dirac"
     root.mkdir()
     config = root / "release.toml"

@@ -325,10 +325,11 @@ def cmd_github_release(args: argparse.Namespace) -> int:
     config = _load(args)
     _name, product = config.product(args.product)
     location = getattr(product.source, "git", None)
-    slug = None if args.github or not location else slug_of_url(location)
-    repository = slug or github_repository(
-        config.resolve_path(location) if location and not args.github else Path("."), args.github
-    )
+    if args.github or not location:
+        repository = github_repository(Path("."), args.github)
+    else:
+        # The product's git source: a GitHub URL, or a clone whose origin is on GitHub.
+        repository = slug_of_url(location) or github_repository(config.resolve_path(location), None)
     notes = ""
     if args.notes is not None:
         try:

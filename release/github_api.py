@@ -34,6 +34,10 @@ class NotFound(BadInput):
     """The API answered 404: the thing does not exist, or this token cannot see it."""
 
 
+class Unprocessable(InfrastructureError):
+    """The API answered 422: e.g. an asset of that name exists already (another run's)."""
+
+
 def client(token: str | None = None) -> Github:
     from github import Auth, Github
 
@@ -96,9 +100,8 @@ def call(what: str, action: Callable[[], T], *, repository: str = "") -> T:
             ) from None
         except GithubException as exc:
             message = exc.message or (exc.data or {}).get("message", "")
-            raise InfrastructureError(
-                f"GitHub answered {exc.status} while {what}: {message}"
-            ) from None
+            kind = Unprocessable if exc.status == 422 else InfrastructureError
+            raise kind(f"GitHub answered {exc.status} while {what}: {message}") from None
         except requests.RequestException as exc:
             raise InfrastructureError(
                 f"GitHub could not be reached while {what}: {type(exc).__name__}"

@@ -94,23 +94,21 @@ def evaluate(text: str, contexts: dict[str, Any]) -> Any:
             return same if op == "==" else not same
         return left
 
-    def conjunction() -> Any:
+    def chain(operator: str, operand: Callable[[], Any]) -> Any:
+        """Left to right, the value that decides, as GitHub's `&&` and `||` give it."""
         nonlocal position
-        value = comparison()
-        while position < len(tokens) and tokens[position] == "&&":
+        value = operand()
+        while position < len(tokens) and tokens[position] == operator:
             position += 1
-            right = comparison()
-            value = value and right
+            right = operand()
+            value = (value and right) if operator == "&&" else (value or right)
         return value
 
+    def conjunction() -> Any:
+        return chain("&&", comparison)
+
     def disjunction() -> Any:
-        nonlocal position
-        value = conjunction()
-        while position < len(tokens) and tokens[position] == "||":
-            position += 1
-            right = conjunction()
-            value = value or right
-        return value
+        return chain("||", conjunction)
 
     result = disjunction()
     if position != len(tokens):

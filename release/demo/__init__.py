@@ -301,5 +301,7 @@ def _outputs(workdir: Path) -> dict[str, str]:
         "lab disks": workdir / "lab",
     }
     if places["base record"].is_dir():
-        places["base trees"] = dirac.bases_cache()
+        from release.base.debian import cached_path
+
+        places["base trees"] = cached_path("x86_64").parent
     return {what: str(path) for what, path in places.items() if path.exists()}

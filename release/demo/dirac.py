@@ -65,10 +65,6 @@ INSIDE = (
 )
 
 
-def bases_cache() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dirac-release/bases"
-
-
 def _problem() -> str | None:
     """What this machine lacks to make the Debian base, or None."""
     if os.geteuid() != 0:
@@ -131,7 +127,7 @@ def run_dirac_demo(
 ) -> dict[str, Any]:
     """Base, build, publish and a run from CVMFS, as rows of the demo's table (`rows` makes
     them of a pipeline run's stages)."""
-    from release.base.debian import make_debian_base
+    from release.base.debian import cached_path, make_debian_base
     from release.base.publish import publish_base
     from release.base.record import inspect_and_record
     from release.config import load_config
@@ -155,8 +151,7 @@ def run_dirac_demo(
         raise InfrastructureError(f"the DIRAC demo cannot run here: {problem}")
     workdir = workdir.absolute()
     workdir.mkdir(parents=True, exist_ok=True)
-    cache = bases_cache()
-    paths = {arch: cache / f"bookworm-{arch}-dirac" for arch in ("x86_64", "aarch64")}
+    paths = {arch: cached_path(arch) for arch in ("x86_64", "aarch64")}
     config_path = workdir / "release.toml"
     config_path.write_text(
         CONFIG.format(base=BASE_NAME, version=BASE_VERSION, date=INDEX_DATE,

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from release.config import ReleaseConfig
-from release.errors import BadInput, CheckFailed, InfrastructureError
+from release.errors import BadInput, CheckFailed
 from release.ghrelease.assets import Asset, make_assets
-from release.github_api import TOKEN_VARIABLE, call, client
+from release.github_api import TOKEN_VARIABLE, Unprocessable, call, client
 
 
 def _digest_of(remote: Any) -> str | None:
@@ -163,11 +163,9 @@ def _sync_assets(release: Any, assets: list[Asset], result: dict[str, Any], slug
                  lambda a=asset: release.upload_asset(str(a.path), content_type=a.content_type,  # type: ignore[misc]
                                                       name=a.name),
                  repository=slug)  # fmt: skip
-        except InfrastructureError as exc:
-            # 422: another run uploaded an asset of that name meanwhile; the check below
-            # decides whether it is ours.
-            if "answered 422" not in exc.message:
-                raise
+        except Unprocessable:
+            # Another run uploaded an asset of that name meanwhile; the check below decides
+            # whether it is ours.
             actions[asset.name]["action"] = "uploaded by another run"
             continue
         actions[asset.name]["action"] = "replaced" if existing is not None else "uploaded"

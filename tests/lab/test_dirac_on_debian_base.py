@@ -26,9 +26,6 @@ from tests.conftest import index_problem, lab_skip
 
 pytestmark = pytest.mark.lab
 
-BASES_CACHE = (
-    Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dirac-release" / "bases"
-)
 CONFIG = """
 [products.DIRAC]
 source = {{ index = "DIRAC" }}
@@ -78,12 +75,9 @@ def debian_bases() -> dict[str, Path]:
         lab_skip("debootstrap is not installed (apt-get install debootstrap)")
     if not shutil.which("qemu-aarch64-static"):
         lab_skip("qemu-user-static is not installed (apt-get install qemu-user-static)")
-    from release.base.debian import make_debian_base
+    from release.base.debian import cached_path, make_debian_base
 
-    return {
-        arch: make_debian_base(BASES_CACHE / f"bookworm-{arch}-dirac", arch=arch)
-        for arch in ("x86_64", "aarch64")
-    }
+    return {arch: make_debian_base(cached_path(arch), arch=arch) for arch in ("x86_64", "aarch64")}
 
 
 def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
