@@ -241,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--install", action="store_true", help="first install on new hosts")
     run.add_argument("--redo", action="append", choices=PIPELINE_STAGES,
                      help="run this stage again even if it verifies (repeatable)")  # fmt: skip
+    run.add_argument("--junit", type=Path, help="also write the certification's checks "
+                     "(of --env, as the ledger holds them) as JUnit XML here")  # fmt: skip
 
     report = add("report", cmd_report, "write a release's report (self-contained HTML, Markdown)")
     report.add_argument("--version", required=True, help="the release, e.g. v9.0.0a29")

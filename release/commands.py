@@ -14,6 +14,7 @@ from release.errors import BadInput, CheckFailed
 
 if TYPE_CHECKING:
     from release.config import ReleaseConfig
+    from release.pipeline.contract import Context
 
 
 def _load(args: argparse.Namespace) -> ReleaseConfig:
@@ -242,11 +243,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         from release.report import write_report
 
         data["report"] = write_report(config, product, run.tag)
+        if args.junit:
+            data["junit"] = _certification_junit(ctx, args.junit.absolute())
     present.pipeline_run(run, data, args.json)
     if run.error is not None:
         run.error.result_printed = args.json  # type: ignore[attr-defined]
         raise run.error
     return 0
+
+
+def _certification_junit(ctx: Context, path: Path) -> str | None:
+    """The last certification of ctx.env as JUnit (CI shows it), whether this run made it or
+    verified an earlier one; None, with nothing written, when the release has none."""
+    from release.certify.report import write_junit
+
+    records = [r for r in ctx.ledger.records("certify") if r.get("environment") == ctx.env]
+    if not records:
+        return None
+    return str(write_junit(records[-1], path))
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -255,6 +255,9 @@ def pipeline_run(run: PipelineRun, data: dict[str, Any], as_json: bool) -> None:
         print(f"ledger: {data['ledger']}", file=sys.stderr)
         if "report" in data:
             print(f"report: {data['report']['html']} (and .md)", file=sys.stderr)
+        if "junit" in data:
+            print(f"junit: {data['junit'] or 'not written: no certification recorded'}",
+                  file=sys.stderr)  # fmt: skip
     step_summary(f"### {run.product} {run.tag}: {run.verdict}\n\n| stage | status | result |\n|---|---|---|\n"
                  + "\n".join(f"| {r.stage} | {r.status.value} | {r.summary} |" for r in run.results))  # fmt: skip
 

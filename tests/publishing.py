@@ -66,7 +66,11 @@ def write_manifest(tree: Path, tag: str, arch: str) -> None:
         "tag": tag,
         "platform": arch,
         "source": {"kind": "git", "commit": "0" * 40},
-        "distributions": [],
+        # As the build lists them (name as the distribution spells it, version as installed).
+        "distributions": [
+            {"name": "vodemo_dirac", "version": tag.removeprefix("v")},
+            {"name": "PyYAML", "version": "6.0.2"},
+        ],
         "files": scan.files,
         "totals": {"files": len(scan.files), "bytes": scan.total_bytes, "elf_files": 0},
     }

@@ -11,8 +11,9 @@ does not know is an error, never a silent empty string.
 Only steps that `uses:` an external action are stood in for, each by name, modelled on what
 the action documents: checkout (a clone of the repository at the ref), setup-python (a
 virtual environment on this Python), upload-artifact / download-artifact (a folder per
-artifact, with the least-common-ancestor rule for the paths; like the real ones they keep
-neither links nor modes), attest-build-provenance (checks that its subjects exist and records
+artifact and run, with the least-common-ancestor rule for the paths; like the real ones they
+keep neither links nor modes; with a `github-token`, download-artifact reads the run `run-id`,
+as the real one reads another run's artifacts), attest-build-provenance (checks that its subjects exist and records
 their digests). Every stand-in used is listed in the result.
 """
 
@@ -136,6 +137,7 @@ class StepResult:
     kind: str  # run | stand-in
     returncode: int
     output: str = ""
+    tolerated: bool = False  # failed under `continue-on-error: true`: the job goes on
 
 
 @dataclass
@@ -148,7 +150,7 @@ class WorkflowRun:
     summaries: dict[str, str] = field(default_factory=dict)
 
     def failed_step(self) -> StepResult | None:
-        return next((s for s in self.steps if s.returncode != 0), None)
+        return next((s for s in self.steps if s.returncode != 0 and not s.tolerated), None)
 
 
 def load_workflow(path: Path) -> dict[str, Any]:
@@ -201,6 +203,11 @@ class LocalRunner:
     inputs: dict[str, Any] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
     base_env: dict[str, str] = field(default_factory=dict)
+    #: This run's ID (github.run_id), and where every run's artifacts are kept.
+    run_id: str = "1"
+    artifact_store: Path | None = None
+    #: Only these jobs are executed (None: all); the others end as "not selected".
+    select: frozenset[str] | None = None
     #: Command prefix for a job (e.g. the lab network's namespace for self-hosted jobs).
     prefix: Callable[[str, dict[str, Any]], list[str]] = lambda _name, _job: []
     on_step: Callable[[str], None] = lambda _text: None
@@ -212,6 +219,9 @@ class LocalRunner:
         for name in job_order(wf["jobs"]):
             job = wf["jobs"][name]
             needed = [job["needs"]] if isinstance(job.get("needs"), str) else job.get("needs", [])
+            if self.select is not None and name not in self.select:
+                result.jobs[name] = "not selected"
+                continue
             if any(result.jobs.get(n) != "success" for n in needed):
                 result.jobs[name] = "skipped"
                 continue
@@ -239,7 +249,7 @@ class LocalRunner:
         for folder in (workspace, temp):
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
-        github = {**self.github, "workspace": str(workspace), "job": name}
+        github = {**self.github, "workspace": str(workspace), "job": name, "run_id": self.run_id}
         runner = {"temp": str(temp), "os": "Linux", "arch": "X64"}
         saved, self.github = self.github, github
         try:
@@ -272,11 +282,13 @@ class LocalRunner:
                     env.update(more_env)
                     if summary:
                         result.summaries[f"{name}/{label}"] = summary
+                tolerated = code != 0 and bool(step.get("continue-on-error"))
                 if "id" in step:
-                    steps[step["id"]] = {"outputs": outputs,
-                                         "outcome": "success" if code == 0 else "failure"}  # fmt: skip
-                result.steps.append(StepResult(name, label, kind, code, out))
-                failed = failed or code != 0
+                    outcome = "success" if code == 0 else "failure"
+                    steps[step["id"]] = {"outputs": outputs, "outcome": outcome,
+                                         "conclusion": "success" if tolerated else outcome}  # fmt: skip
+                result.steps.append(StepResult(name, label, kind, code, out, tolerated))
+                failed = failed or (code != 0 and not tolerated)
             contexts = self._contexts(wf, needs, env, steps, runner, failed)
             outputs = {
                 k: str(substitute(v, contexts)) for k, v in (job.get("outputs") or {}).items()
@@ -311,6 +323,7 @@ class LocalRunner:
             "GITHUB_EVENT_NAME": str(self.github["event_name"]),
             "GITHUB_SHA": str(self.github.get("sha", "")),
             "GITHUB_JOB": name,
+            "GITHUB_RUN_ID": self.run_id,
             "RUNNER_TEMP": str(temp),
         }
         path = self.root / "python/bin"
@@ -330,14 +343,16 @@ class LocalRunner:
         action = str(step["uses"]).split("@", 1)[0]
         given = {k: substitute(v, contexts) for k, v in (step.get("with") or {}).items()}
         result.stand_ins[action] = result.stand_ins.get(action, 0) + 1
-        artifacts = self.root / "artifacts"
+        store = self.artifact_store or self.root / "artifacts"
+        artifacts = store / self.run_id
         if action == "actions/checkout":
             shutil.rmtree(workspace)
             proc = subprocess.run(["git", "clone", "-q", str(self.repository), str(workspace)],
                                   capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
             if proc.returncode == 0:
-                proc = subprocess.run(["git", "-C", str(workspace), "checkout", "-q",
-                                       str(self.github["ref"]).removeprefix("refs/tags/")],
+                # The real action checks out github.sha (for a pull request, its merge commit).
+                wanted = self.github.get("sha") or str(self.github["ref"]).removeprefix("refs/tags/")
+                proc = subprocess.run(["git", "-C", str(workspace), "checkout", "-q", str(wanted)],
                                       capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
             return proc.returncode, proc.stdout + proc.stderr
         if action == "actions/setup-python":
@@ -368,9 +383,15 @@ class LocalRunner:
                 shutil.copyfile(path, target)  # neither links nor modes, like the real one
             return 0, f"{len(files)} files"
         if action == "actions/download-artifact":
-            source = artifacts / str(given["name"])
+            # Only with a token does the action look beyond this run (action.yml: run-id).
+            run_id = (
+                str(given.get("run-id") or self.run_id)
+                if given.get("github-token")
+                else self.run_id
+            )
+            source = store / run_id / str(given["name"])
             if not source.is_dir():
-                return 1, f"no artifact named {given['name']}"
+                return 1, f"Unable to download artifact(s): Artifact '{given['name']}' not found"
             dest = workspace / str(given.get("path") or ".")
             shutil.copytree(source, dest, dirs_exist_ok=True)
             return 0, f"into {dest}"

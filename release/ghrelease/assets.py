@@ -5,7 +5,9 @@ distributions (CycloneDX 1.5 JSON, one component per distribution per platform w
 package URL), and a `SHA256SUMS` over all of them by the names they have on the release, so
 `sha256sum -c SHA256SUMS` works in a folder of downloaded assets. Everything is made from
 the build output after the bundle contract's checks (SHA256SUMS of the build, manifests), and
-the same bundles always give the same bytes.
+the same bundles always give the same bytes. The SBOM is checked against CycloneDX's own JSON
+schema (cyclonedx-python-lib, offline) before anything is uploaded: a consumer's scanner that
+rejects it would otherwise find out after the release is public.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from release.errors import CheckFailed
 
 SBOM_SPEC = "1.5"
 
@@ -73,6 +77,25 @@ def sbom(product: str, tag: str, manifests: dict[str, dict[str, Any]]) -> dict[s
     }
 
 
+def check_sbom(document: dict[str, Any], where: str) -> None:
+    """Refuse an SBOM that CycloneDX's schema for SBOM_SPEC rejects, naming the first fault."""
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    version = SchemaVersion.from_version(SBOM_SPEC)
+    fault = JsonStrictValidator(version).validate_str(json.dumps(document))
+    if fault is not None:
+        error: Any = getattr(fault, "data", None)
+        what = (f"{error.json_path}: {error.message}" if hasattr(error, "json_path")
+                else str(fault).strip().splitlines()[0])  # fmt: skip
+        raise CheckFailed(
+            f"the SBOM is not valid CycloneDX {SBOM_SPEC}: {what[:300]}",
+            where=where,
+            fix="a bundled distribution's name or version cannot be written as CycloneDX "
+            "asks; look at the manifests' distributions, then run the same command again",
+        )
+
+
 def make_assets(
     out_dir: Path, product: str, tag: str, trees: dict[str, Path],
     manifests: dict[str, dict[str, Any]], tarballs: list[Path],
@@ -91,7 +114,9 @@ def make_assets(
         shutil.copyfile(tree / ".dirac-release" / "manifest.json", dest)
         files.append((dest, "application/json"))
     bom = out_dir / f"{product}-{tag}.cdx.json"
-    bom.write_text(json.dumps(sbom(product, tag, manifests), indent=1, sort_keys=True) + "\n")
+    document = sbom(product, tag, manifests)
+    check_sbom(document, str(bom))
+    bom.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
     files.append((bom, "application/vnd.cyclonedx+json"))
     assets = [Asset(p.name, p, _sha256(p), p.stat().st_size, ct) for p, ct in files]
     sums = out_dir / "SHA256SUMS"

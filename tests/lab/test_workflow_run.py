@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -48,7 +49,9 @@ def _runner(site: Path, tag: str, github: FakeGitHub, commit: str, prefix: objec
                 "repository_owner": "DIRACGrid", "event_name": "push", "token": TOKEN,
                 "workflow": "release", "sha": commit},
         inputs={"version": "", "product": "", "config": str(site / "release.toml"),
-                "toolkit": str(ROOT), "first-install": True},
+                "toolkit": str(ROOT), "first-install": True, "resume-run": ""},
+        run_id="101",
+        artifact_store=site / "artifacts",
         secrets={"ANSIBLE_VAULT_PASSWORD": VAULT},
         base_env=base_env,
         prefix=prefix,  # type: ignore[arg-type]
@@ -116,16 +119,22 @@ def test_a_tag_runs_the_whole_release_workflow(tmp_path: Path) -> None:
         tags = json.loads((site / "stratum/.dirac-release" / REPOSITORY / "tags.json").read_text())
 
         # The release started again by hand (workflow_dispatch, on the branch, with the
-        # version): what is done is found done, nothing is made twice.
+        # version and the first run's ID): what is done is found done, nothing is made twice.
         again = _runner(site, DEMO_TAG, github, commit, prefix)
         again.github.update(ref="refs/heads/integration", ref_name="integration",
                             event_name="workflow_dispatch")  # fmt: skip
-        again.inputs["version"] = DEMO_TAG
-        again.root = site / "runner-again"
+        again.inputs.update({"version": DEMO_TAG, "resume-run": "101", "first-install": False})
+        again.root, again.run_id = site / "runner-again", "102"
         again.secrets["ANSIBLE_VAULT_PASSWORD"] = vault_password
         rerun = again.run()
         assert set(rerun.jobs.values()) == {"success"}, _shown(rerun)
         said = {f"{s.job}/{s.name}": s.output for s in rerun.steps}
+        # The first run's build was fetched, checked and verified: nothing was built again.
+        build = said["build/Build (an earlier run's build is verified, not redone)"]
+        assert re.search(r"build\s.*verified", build), build
+        ledger = json.loads((site / "runner-again/jobs/build/workspace/state/vodemo" / DEMO_TAG
+                             / "ledger.json").read_text())  # fmt: skip
+        assert len([r for r in ledger["records"] if r["stage"] == "build"]) == 1
         assert "already published" in said["publish/Publish"]
         assert "already published" in said["github-release/Create or update the GitHub release"]
         assert len([r for r in github.requests if r[0].startswith("/uploads")]) == uploads

@@ -68,12 +68,42 @@ def test_the_release_is_made_once_with_checked_assets(site: Path, github: FakeGi
         assert hashlib.sha256(stored[name]).hexdigest() == digest
     bom = json.loads(stored["vodemo-v1.0.0.cdx.json"])
     assert bom["bomFormat"] == "CycloneDX" and bom["metadata"]["component"]["version"] == "v1.0.0"
+    # The uploaded SBOM passes CycloneDX's own schema (the library's strict validator).
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    validator = JsonStrictValidator(SchemaVersion.from_version(bom["specVersion"]))
+    assert validator.validate_str(stored["vodemo-v1.0.0.cdx.json"].decode()) is None
+    assert {c["purl"] for c in bom["components"]} >= {
+        "pkg:pypi/vodemo-dirac@1.0.0",
+        "pkg:pypi/pyyaml@6.0.2",
+    }
     # A rerun changes nothing and uploads nothing.
     uploads = len([r for r in github.requests if r[0].startswith("/uploads")])
     again = _release(site, notes="## v1.0.0\n")
     assert again["status"] == "already published" and len(github.releases) == 1
     assert {a["action"] for a in again["assets"]} == {"kept (same sha256)"}  # type: ignore[attr-defined]
     assert len([r for r in github.requests if r[0].startswith("/uploads")]) == uploads
+
+
+def test_an_sbom_the_schema_rejects_is_refused_before_github_is_asked(
+    site: Path, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from release.ghrelease import assets
+
+    made = assets.sbom
+
+    def broken(*args: object) -> dict[str, object]:
+        document = made(*args)  # type: ignore[arg-type]
+        document["components"][0]["type"] = "plugin"  # type: ignore[index]
+        return document
+
+    monkeypatch.setattr(assets, "sbom", broken)
+    with pytest.raises(
+        CheckFailed, match=r"not valid CycloneDX 1.5: \$.components\[0\].type: 'plugin'"
+    ):
+        _release(site)
+    assert not github.requests and not github.releases
 
 
 def test_a_failed_upload_leaves_a_draft_that_a_rerun_finishes(

@@ -27,6 +27,9 @@ from tests.publishing import make_bundle, write_config
 ENV = """
 [environments.certification]
 hosts = { cctbdirac01 = "10.77.0.11", cctbdirac02 = "10.77.0.12" }
+
+[environments.production]
+hosts = { diracprod01 = "10.77.0.21" }
 """
 HOSTILE = '<script>alert("x")</script><img src="http://evil.example/x.png">'
 
@@ -46,7 +49,7 @@ def site(tmp_path: Path, isolated_env: Path) -> Iterator[Path]:
                               "result": "upgraded"}]},
     )  # fmt: skip
     config.ledger("vodemo", "v1.0.0").record(
-        "certify", {"environment": "certification", "passed": False,
+        "certify", {"environment": "certification", "version": "v1.0.0", "passed": False,
                     "counts": {"passed": 1, "failed": 1},
                     "checks": [{"group": "diracx", "name": "openapi title", "target": "http://h",
                                 "result": "passed", "evidence": "title Dirac", "seconds": 0.1},
@@ -111,6 +114,32 @@ def test_a_run_writes_its_report(site: Path, capsys: pytest.CaptureFixture[str])
     assert code == 0 and data["verdict"].startswith("nothing to do")
     page = Path(data["report"]["html"]).read_text()
     assert "nothing to do" in page and "verified" in page
+
+
+def test_a_run_writes_the_certification_as_junit(
+    site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import xml.etree.ElementTree as ET
+
+    junit = tmp_path / "out" / "certification.junit.xml"
+    code = main(["--config", str(site / "release.toml"), "--json", "run", "--tag", "v1.0.0",
+                 "--from", "publish", "--until", "render", "--junit", str(junit)])  # fmt: skip
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and data["junit"] == str(junit)
+    suite = ET.parse(junit).getroot().find("testsuite")  # noqa: S314 (a file this test wrote)
+    assert suite is not None
+    assert suite.get("name") == "certify certification v1.0.0" and suite.get("tests") == "2"
+    failed = [
+        case.get("name") for case in suite.iter("testcase") if case.find("failure") is not None
+    ]
+    assert failed == ["jwks has keys"]
+    assert "7" * 20 not in junit.read_text()
+    # An environment without a certification: said, and no file left behind.
+    other = tmp_path / "none.xml"
+    code = main(["--config", str(site / "release.toml"), "--json", "run", "--tag", "v1.0.0",
+                 "--from", "publish", "--until", "render", "--env", "production",
+                 "--junit", str(other)])  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["junit"] is None and not other.exists()
 
 
 def test_a_release_without_a_ledger_is_bad_input(

@@ -59,6 +59,36 @@ def test_the_release_job_graph_triggers_and_environments() -> None:
     assert all("self-hosted" in jobs[n]["runs-on"] for n in ("deploy", "certify", "promote"))
 
 
+def test_each_stage_job_runs_the_pipeline_with_its_resume() -> None:
+    """The jobs call `dirac-release run` on their window of stages (a finished stage is then
+    verified, not redone), with the stages of the pipeline in order, each exactly once."""
+    from release.pipeline.stages import STAGE_NAMES
+
+    jobs = load("release.yml")["jobs"]
+    windows: dict[str, tuple[str, str]] = {}
+    for name, job in jobs.items():
+        for step in job["steps"]:
+            found = re.search(
+                r"dirac-release .* run .*--from (\w+) --until (\w+)", step.get("run", "")
+            )
+            if found:
+                windows[name] = (found.group(1), found.group(2))
+    assert windows == {"build": ("build", "build"), "publish": ("publish", "publish"),
+                       "deploy": ("render", "deploy"), "certify": ("certify", "certify"),
+                       "promote": ("promote", "promote")}  # fmt: skip
+    covered = [stage for first, last in windows.values()
+               for stage in STAGE_NAMES[STAGE_NAMES.index(first):STAGE_NAMES.index(last) + 1]]  # fmt: skip
+    assert covered == list(STAGE_NAMES)
+    # A manual re-run can hand over the failed run's build, read with the run's own token.
+    steps = {step.get("id"): step for step in jobs["build"]["steps"]}
+    assert steps["earlier"]["with"]["run-id"] == "${{ inputs.resume-run }}"
+    assert steps["earlier"]["continue-on-error"] is True
+    assert jobs["build"]["permissions"] == {"contents": "read", "actions": "read"}
+    wf = load("release.yml")
+    for trigger in ("workflow_dispatch", "workflow_call"):
+        assert wf["on"][trigger]["inputs"]["resume-run"]["default"] == ""
+
+
 @pytest.mark.parametrize("name", ["release.yml", "ci.yml"])
 def test_the_supply_chain_rules(name: str) -> None:
     text = (WORKFLOWS / name).read_text()
