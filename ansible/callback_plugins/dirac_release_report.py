@@ -4,7 +4,9 @@
 # point where a host's state is known; this plugin appends every such fact, and every failure
 # or unreachable host, to the file named by DIRAC_RELEASE_REPORT. Reading a structured file
 # instead of parsing the human output keeps the table correct whatever the stdout callback is.
-# Without DIRAC_RELEASE_REPORT the plugin does nothing.
+# It also writes how long each task took on each host (from the task's start to that host's
+# result), so that a slow deployment names its slow step. Without DIRAC_RELEASE_REPORT the
+# plugin does nothing.
 from __future__ import annotations
 
 import json
@@ -33,6 +35,7 @@ class CallbackModule(CallbackBase):
     def __init__(self) -> None:
         super().__init__()
         self._path = os.environ.get("DIRAC_RELEASE_REPORT", "")
+        self._task_started: dict[str, float] = {}
 
     def _write(self, record: dict) -> None:
         if not self._path:
@@ -46,13 +49,30 @@ class CallbackModule(CallbackBase):
         # callback was never loaded.
         self._write({"event": "start", "playbook": os.path.basename(playbook._file_name)})
 
+    def v2_playbook_on_task_start(self, task, is_conditional) -> None:
+        self._task_started[task._uuid] = time.monotonic()
+
+    def _timing(self, result) -> None:
+        started = self._task_started.get(result._task._uuid)
+        if started is not None:
+            self._write(
+                {
+                    "host": result._host.get_name(),
+                    "event": "task",
+                    "task": result._task.get_name(),
+                    "seconds": round(time.monotonic() - started, 3),
+                }
+            )
+
     def v2_runner_on_ok(self, result) -> None:
+        self._timing(result)
         facts = result._result.get("ansible_facts") or {}
         report = facts.get("dirac_report")
         if isinstance(report, dict):
             self._write({"host": result._host.get_name(), "event": "report", **report})
 
     def v2_runner_on_failed(self, result, ignore_errors: bool = False) -> None:
+        self._timing(result)
         if ignore_errors:
             return
         # no_log tasks arrive here already censored by Ansible.

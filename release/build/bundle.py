@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +63,8 @@ class PlatformBundle:
     cached: bool
     smoke: str = "skipped"
     smoke_detail: str = ""
+    #: Seconds per phase (install, base check, scan, smoke, tarball): where a build's time goes.
+    phases: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +81,7 @@ class PlatformBundle:
             "cached": self.cached,
             "smoke": self.smoke,
             "smoke_detail": self.smoke_detail,
+            "phases": {name: round(seconds, 2) for name, seconds in self.phases.items()},
         }
 
 
@@ -90,6 +93,8 @@ class BuildReport:
     out: Path
     bundles: list[PlatformBundle] = field(default_factory=list)
     seconds: float = 0.0
+    #: Seconds of the phases shared by the platforms (the product's wheel, the locks).
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def version_dir(self) -> Path:
@@ -104,6 +109,7 @@ class BuildReport:
             "out": str(self.version_dir),
             "sums": str(self.version_dir / SUMS_NAME),
             "seconds": round(self.seconds, 3),
+            "phases": {name: round(seconds, 2) for name, seconds in self.phases.items()},
             "platforms": [bundle.as_dict() for bundle in self.bundles],
         }
 
@@ -263,8 +269,11 @@ def _build_one(
 ) -> PlatformBundle:
     arch = lock.platform
     tree = staging / platform_dir(arch)
+    phases: dict[str, float] = {}
+    mark = _phase_clock(phases)
     progress.step(arch, "installing wheels")
     install(lock, source, product.python, tree, base.runtime if base else None)
+    mark("install")
     base_use = None
     if base is not None:
         from release.base.check import check_base
@@ -280,12 +289,14 @@ def _build_one(
             extra_requirements=product.requirements,
             overrides=product.base_overrides,
         ).as_dict(base.record)
+        mark("base check")
     progress.step(arch, "hashing files, checking ELF headers")
     manifest_rel = f"{META_DIR}/{MANIFEST_NAME}"
     scan = mf.scan_tree(tree, arch, skip=frozenset({manifest_rel}))
     mf.raise_wrong_arch(scan, arch, tree)
     site = tree / site_packages(product.python)
     dists = mf.distributions(site)
+    mark("hash and ELF check")
     progress.step(arch, "smoke test")
     modules = (
         list(product.smoke_imports)
@@ -296,6 +307,7 @@ def _build_one(
         tree, arch, product.python, modules, base.at_hand if base else None,
         product.smoke_commands,
     )  # fmt: skip
+    mark("smoke test")
     manifest = {
         "schema": mf.SCHEMA,
         "product": name,
@@ -329,6 +341,7 @@ def _build_one(
     digest = write_tarball(
         tree, f"{source.version.tag}/{platform_dir(arch)}", tarball, source.source_date_epoch, level
     )
+    mark("tarball")
     return PlatformBundle(
         platform=arch,
         tree=tree,
@@ -343,7 +356,20 @@ def _build_one(
         cached=False,
         smoke=smoke.status,
         smoke_detail=smoke.detail,
+        phases=phases,
     )
+
+
+def _phase_clock(phases: dict[str, float]) -> Callable[[str], None]:
+    """mark(name) books the time since the previous mark (or the clock's start) to name."""
+    last = [time.monotonic()]
+
+    def mark(name: str) -> None:
+        now = time.monotonic()
+        phases[name] = phases.get(name, 0.0) + now - last[0]
+        last[0] = now
+
+    return mark
 
 
 @dataclass(frozen=True)
@@ -435,11 +461,15 @@ def build_release(
     cache_dir = config.resolve_path(config.build.cache_dir)
 
     bases = _bases(config, product, arches)
+    shared: dict[str, float] = {}
+    mark = _phase_clock(shared)
     source = resolve_source(config, name, product, release_version, allow_dirty=allow_dirty)
     for arch in arches:
         progress.step(arch, f"building the {name} wheel" if source.kind == "git" else "resolving")
     source = build_wheel(source, product, cache_dir)
-    report = BuildReport(product=name, version=release_version, source=source, out=out)
+    mark("source and wheel")
+    report = BuildReport(product=name, version=release_version, source=source, out=out,
+                         phases=shared)  # fmt: skip
     level = config.build.compression_level
 
     def lock_for(arch: PlatformName) -> Lock:
@@ -453,6 +483,7 @@ def build_release(
     jobs = min(config.build.jobs, len(arches))
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         locks = list(pool.map(lock_for, arches))
+    mark("locks")
 
     version_dir = out / release_version.tag
     ledger = config.ledger(name, release_version.tag)

@@ -9,6 +9,7 @@ holds every check with its evidence and the digests of the bundles it certified,
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -219,16 +220,23 @@ def certify_release(
     key = _legacy_key(config, env_name)
     started = time.monotonic()
     digests: dict[str, str] = {}
-    checks = _cvmfs_checks(config, env_name, tag, digests)
-    note("cvmfs", checks)
-    if url is None:
+
+    def cvmfs() -> list[Check]:
+        found = _cvmfs_checks(config, env_name, tag, digests)
+        note("cvmfs", found)
+        return found
+
+    def hosts() -> list[Check]:
         found = host_checks(config, env_name, tag)
         note("hosts", found)
-        checks += found
+        return found
+
+    groups: list[Callable[[], list[Check]]] = [cvmfs]
+    if url is None:
+        groups.append(hosts)
     if template is None:
-        checks.append(
-            skipped("diracx", "DiracX", env_name, "no DiracX URL: set certify.url or pass --url")
-        )
+        groups.append(lambda: [skipped("diracx", "DiracX", env_name,
+                                       "no DiracX URL: set certify.url or pass --url")])  # fmt: skip
     else:
 
         def one(host: str, target: str) -> list[Check]:
@@ -246,7 +254,11 @@ def certify_release(
             note(f"DiracX {host or client.base}", found)
             return found
 
-        checks += _on_every_target(one, list(_targets(template, env.hosts)))
+        targets = list(_targets(template, env.hosts))
+        groups += [functools.partial(one, host, target) for host, target in targets]
+    # The groups do not depend on each other (the stratum's files, the hosts over Ansible,
+    # each DiracX over HTTP) and mostly wait: at once, their checks kept in this order.
+    checks = [check for found in _concurrently(groups) for check in found]
     counts = {
         kind: sum(c.result == kind for c in checks)
         for kind in (PASSED, FAILED, SKIPPED, UNREACHABLE)
@@ -267,42 +279,38 @@ def certify_release(
     return config.ledger(product_name, tag).record("certify", record)
 
 
-def _on_every_target(
-    one: Callable[[str, str], list[Check]], targets: list[tuple[str, str]]
-) -> list[Check]:
-    """The DiracX checks of every host at once (each is mostly waiting: health, a job walked
-    to Done), their results in the order of the hosts.
+def _concurrently(groups: list[Callable[[], list[Check]]]) -> list[list[Check]]:
+    """Every group of checks at once (each mostly waits: files read, Ansible, health, a job
+    walked to Done), their results in the order given; the first error is raised.
 
     Daemon threads, joined in short steps: Ctrl-C reaches the main thread at once and the
     process does not wait for a check still polling (each is bounded by its own timeout).
     """
     import threading
 
-    if len(targets) < 2:
-        return [check for host, target in targets for check in one(host, target)]
-    results: list[list[Check] | BaseException] = [[] for _ in targets]
+    if len(groups) < 2:
+        return [group() for group in groups]
+    results: list[list[Check] | BaseException] = [[] for _ in groups]
 
-    def work(index: int, host: str, target: str) -> None:
+    def work(index: int, group: Callable[[], list[Check]]) -> None:
         try:
-            results[index] = one(host, target)
+            results[index] = group()
         except BaseException as exc:  # handed to the main thread, raised there
             results[index] = exc
 
     threads = [
-        threading.Thread(target=work, args=(i, host, target), daemon=True, name=f"certify-{host}")
-        for i, (host, target) in enumerate(targets)
+        threading.Thread(target=work, args=(i, group), daemon=True, name=f"certify-{i}")
+        for i, group in enumerate(groups)
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         while thread.is_alive():
             thread.join(0.2)
-    checks: list[Check] = []
     for found in results:
         if isinstance(found, BaseException):
             raise found
-        checks += found
-    return checks
+    return [found for found in results if not isinstance(found, BaseException)]
 
 
 def check_outcome(record: dict[str, Any]) -> None:

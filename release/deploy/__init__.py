@@ -115,11 +115,15 @@ def _ansible_playbook() -> str:
     return found
 
 
+SLOWEST_TASKS = 3
+
+
 def read_report(path: Path) -> dict[str, dict[str, Any]]:
     """The last state the playbook reported for each host, with its failures and reachability."""
     hosts: dict[str, dict[str, Any]] = {}
     if not path.is_file():
         return hosts
+    timings: dict[str, dict[str, float]] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             event = json.loads(line)
@@ -127,6 +131,11 @@ def read_report(path: Path) -> dict[str, dict[str, Any]]:
             continue  # a line cut short by a killed run
         kind = event.pop("event", "")
         if kind == "start":
+            continue
+        if kind == "task":
+            spent = timings.setdefault(str(event.get("host")), {})
+            name = str(event.get("task"))
+            spent[name] = spent.get(name, 0.0) + float(event.get("seconds", 0.0))
             continue
         entry = hosts.setdefault(str(event.get("host")), {})
         if kind == "report":
@@ -138,6 +147,10 @@ def read_report(path: Path) -> dict[str, dict[str, Any]]:
             entry.setdefault("errors", []).append(f"{event.get('task')}: {event.get('msg')}")
             if kind == "unreachable":
                 entry["unreachable"] = True
+    for host, spent in timings.items():
+        # The steps that bound this host's time, for the table's reader and the ledger.
+        slowest = sorted(spent.items(), key=lambda item: -item[1])[:SLOWEST_TASKS]
+        hosts.setdefault(host, {})["slowest"] = [[n, round(s, 1)] for n, s in slowest]
     return hosts
 
 
@@ -176,6 +189,7 @@ def host_rows(
                 "unreachable": (stats.unreachable if stats else 0)
                 or int(bool(facts.get("unreachable"))),
                 "rescued": stats.rescued if stats else 0,
+                "slowest": facts.get("slowest", []),
             }
         )
     return rows

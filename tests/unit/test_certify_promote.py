@@ -166,24 +166,54 @@ def test_pro_moves_in_one_verified_transaction(site: Path) -> None:
         move_link(backend, layout, "v9.9.9", present)
 
 
-def test_every_diracx_is_checked_at_once_and_reported_in_host_order() -> None:
-    """Two hosts' checks meet at a barrier: run one after the other, they never would."""
+def test_every_group_of_checks_runs_at_once_and_is_reported_in_order() -> None:
+    """Three groups meet at a barrier: run one after the other, they never would."""
     import threading
 
-    from release.certify import _on_every_target
+    from release.certify import _concurrently
+    from release.certify.checks import PASSED, Check
+
+    barrier = threading.Barrier(3, timeout=10)
+
+    def group(name: str) -> list[Check]:
+        barrier.wait()
+        return [Check(name, "check", f"http://{name}", PASSED, name, 0.0)]
+
+    found = _concurrently([lambda: group("cvmfs"), lambda: group("hosts"), lambda: group("dx")])
+    assert [c.group for checks in found for c in checks] == ["cvmfs", "hosts", "dx"]
+
+    def broken() -> list[Check]:
+        raise ValueError("bug in a group")
+
+    with pytest.raises(ValueError, match="bug in a group"):
+        _concurrently([broken, lambda: []])
+
+
+def test_certify_checks_the_stratum_and_the_hosts_at_once(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """certify_release itself runs its groups together: the stratum's check waits for the
+    hosts' check to start, and the record keeps them in the order cvmfs, hosts."""
+    import threading
+
+    import release.certify as certify
     from release.certify.checks import PASSED, Check
 
     barrier = threading.Barrier(2, timeout=10)
+    real_cvmfs = certify._cvmfs_checks
 
-    def one(host: str, target: str) -> list[Check]:
+    def cvmfs(*args: object) -> list[Check]:
         barrier.wait()
-        return [Check("diracx", "health", target, PASSED, host, 0.0)]
+        return real_cvmfs(*args)  # type: ignore[arg-type]
 
-    found = _on_every_target(one, [("cctbdirac01", "http://a"), ("cctbdirac02", "http://b")])
-    assert [c.target for c in found] == ["http://a", "http://b"]
+    def hosts(config: object, env_name: str, tag: str) -> list[Check]:
+        barrier.wait()
+        return [Check("hosts", "runs v1.0.0", "cctbdirac01", PASSED, "pro -> v1.0.0", 0.0)]
 
-    def broken(host: str, target: str) -> list[Check]:
-        raise ValueError(f"bug on {host}")
-
-    with pytest.raises(ValueError, match="bug on"):
-        _on_every_target(broken, [("a", "http://a"), ("b", "http://b")])
+    monkeypatch.setattr(certify, "_cvmfs_checks", cvmfs)
+    monkeypatch.setattr(certify, "host_checks", hosts)
+    config = load_config(site / "release.toml", environ={})
+    record = certify_release(config, env_name="certification", version="v1.0.0")
+    groups = [c["group"] for c in record["checks"]]
+    assert groups[:2] == ["cvmfs", "cvmfs"] and groups[2] == "hosts"
+    assert record["counts"]["passed"] == 3 and len(record["manifest_sha256"]) == 2

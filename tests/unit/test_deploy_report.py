@@ -21,7 +21,11 @@ PLAY = """\
 - hosts: localhost
   gather_facts: false
   tasks:
-    - ansible.builtin.set_fact:
+    - name: Wait a little
+      ansible.builtin.command: sleep 0.3
+      changed_when: false
+    - name: Report
+      ansible.builtin.set_fact:
         dirac_report: {previous: v1.0.0, running: v1.0.1, target: v1.0.1, result: upgraded}
 """
 
@@ -59,7 +63,12 @@ def test_a_real_playbook_reports_with_another_callback_enabled(tmp_path: Path) -
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert read_report(report) == {
+    facts = read_report(report)
+    # Each task's time on the host; the slowest first (the sleep), for the ledger's reader.
+    slowest = facts["localhost"].pop("slowest")
+    assert [name for name, _ in slowest] == ["Wait a little", "Report"]
+    assert slowest[0][1] >= 0.3 and slowest[1][1] < slowest[0][1]
+    assert facts == {
         "localhost": {
             "previous": "v1.0.0", "running": "v1.0.1", "target": "v1.0.1", "result": "upgraded",
         }

@@ -124,3 +124,33 @@ def test_prune_drops_the_bytecode_of_versions_no_longer_installed(tmp_path: Path
     assert pruned["removed"] == []  # v1 is previous, v2 is pro
     assert pruned["bytecode_dropped"] == ["v0"]
     assert sorted(p.name for p in caches.iterdir()) == ["v1", "v2"]
+
+
+def test_prune_takes_versions_out_at_once_and_deletes_them_in_the_background(
+    tmp_path: Path,
+) -> None:
+    """A pruned version is gone from versions/ when the task ends; its files are deleted by a
+    detached process that also empties what an interrupted prune left in the trash."""
+    import time
+
+    source, root = tmp_path / "cvmfs", tmp_path / "opt-dirac"
+    common = {"root": str(root), "arch": "x86_64", "source": str(source)}
+    for index, version in enumerate(("v1", "v2", "v3")):
+        publish(source, version, {f"lib/m{i}.py": (b"X = 1\n" * 50, OLD_TIME) for i in range(200)})
+        run_module(tmp_path, {**common, "action": "install", "version": version})
+        run_module(tmp_path, {**common, "action": "activate", "version": version})
+        os.utime(root / "versions" / version, (OLD_TIME + index, OLD_TIME + index))
+    leftover = root / ".trash" / "v0-interrupted"
+    (leftover / "lib").mkdir(parents=True)
+    (leftover / "lib/x.py").write_text("left by a prune cut short\n")
+    pruned = run_module(tmp_path, {**common, "action": "prune", "keep": 1})
+    assert pruned["removed"] == ["v1"] and pruned["kept"] == ["v3", "v2"]
+    assert pruned["deleting_in_background"] == 2  # v1 and the leftover
+    assert sorted(p.name for p in (root / "versions").iterdir()) == ["v2", "v3"]
+    deadline = time.monotonic() + 30
+    while any((root / ".trash").iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any((root / ".trash").iterdir())
+    # The versions kept still verify; nothing of theirs went to the trash.
+    for version in ("v2", "v3"):
+        run_module(tmp_path, {**common, "action": "verify", "version": version})

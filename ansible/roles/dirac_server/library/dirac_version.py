@@ -25,7 +25,9 @@ description:
   - C(activate) points C(<root>/pro) at a version (new link then rename(2), like C(mv -T)) and
     records the version it replaces in C(<root>/previous).
   - C(prune) keeps the newest C(keep) versions (by install time), never pro nor previous, and
-    drops the bytecode cached for versions no longer installed.
+    drops the bytecode cached for versions no longer installed. What it drops is renamed into
+    C(<root>/.trash) at once and deleted there by a detached, low-priority C(rm), which also
+    finishes what an interrupted prune left.
   - C(info) reports pro, previous, installed versions, free space and the machine.
 options:
   action:
@@ -60,6 +62,7 @@ options:
 """
 
 MANIFEST = ".dirac-release/manifest.json"
+TRASH = ".trash"  # under root: what prune took out of use, deleted in the background
 SHOW = 10
 
 
@@ -180,15 +183,53 @@ def seed_pycache(pycache, old_tree, new_tree):
     return reused
 
 
-def _drop_caches(pycache, versions, keep):
-    """Remove the bytecode cached for versions that are not in keep; names what it removed."""
+def _drop_caches(pycache, versions, keep, trash):
+    """Discard the bytecode cached for versions that are not in keep; names what it dropped."""
     folder = _cache_of(pycache, versions)
     if not os.path.isdir(folder):
         return []
     gone = sorted(name for name in os.listdir(folder) if name not in keep)
     for name in gone:
-        shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+        _discard(os.path.join(folder, name), trash)
     return gone
+
+
+def _discard(path, trash):
+    """Take path out of use at once: renamed into trash (emptied by _empty_trash). Where a
+    rename cannot reach the trash (another file system), it is removed here and now."""
+    try:
+        os.makedirs(trash, exist_ok=True)
+        os.rename(
+            path, os.path.join(trash, f"{os.path.basename(path)}-{os.getpid()}-{time.time_ns()}")
+        )
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _empty_trash(trash):
+    """Delete what the trash holds (this run's and any an interrupted one left) in a detached,
+    low-priority process: removing a version tree of ~10^4 files takes seconds on an overlay
+    or a busy disk, which would otherwise be spent inside every upgrade. Nothing of it is in
+    use any more; a deletion cut short (a reboot) is finished by the next prune.
+    Returns how many entries it is deleting."""
+    try:
+        entries = [os.path.join(trash, name) for name in sorted(os.listdir(trash))]
+    except OSError:
+        return 0
+    if not entries:
+        return 0
+    command = ["rm", "-rf", "--", *entries]
+    if shutil.which("nice"):
+        command = ["nice", "-n", "19", *command]
+    try:
+        # Detached, with no descriptor shared with this module: the SSH session of the task
+        # ends without waiting for it.
+        subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)  # fmt: skip
+    except OSError:
+        for entry in entries:
+            shutil.rmtree(entry, ignore_errors=True)
+    return len(entries)
 
 
 def _fail_destination(module, versions, version, exc):
@@ -390,13 +431,16 @@ def main():
         remove = [v for v in installed[keep:] if v not in protected]
         kept = [v for v in installed if v not in remove]
         caches = []
+        deleting = 0
         if not module.check_mode:
+            trash = os.path.join(root, TRASH)
             for name in remove:
-                shutil.rmtree(os.path.join(versions, name))
+                _discard(os.path.join(versions, name), trash)
             if p["pycache"]:
-                caches = _drop_caches(p["pycache"], versions, set(kept))
+                caches = _drop_caches(p["pycache"], versions, set(kept), trash)
+            deleting = _empty_trash(trash)
         module.exit_json(changed=bool(remove or caches), removed=remove, kept=kept,
-                         bytecode_dropped=caches)  # fmt: skip
+                         bytecode_dropped=caches, deleting_in_background=deleting)  # fmt: skip
 
 
 if __name__ == "__main__":
