@@ -351,7 +351,9 @@ class LocalRunner:
                                   capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
             if proc.returncode == 0:
                 # The real action checks out github.sha (for a pull request, its merge commit).
-                wanted = self.github.get("sha") or str(self.github["ref"]).removeprefix("refs/tags/")
+                wanted = self.github.get("sha") or str(self.github["ref"]).removeprefix(
+                    "refs/tags/"
+                )
                 proc = subprocess.run(["git", "-C", str(workspace), "checkout", "-q", str(wanted)],
                                       capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
             return proc.returncode, proc.stdout + proc.stderr

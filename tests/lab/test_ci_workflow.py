@@ -53,7 +53,9 @@ def test_the_release_notes_job_of_a_pull_request(tmp_path: Path) -> None:
 
     assert good.jobs == {"lint": "not selected", "tests": "not selected", JOB: "success"}, [
         (s.name, s.output[-2000:]) for s in good.steps if s.returncode]  # fmt: skip
-    checked = next(s for s in good.steps if s.name == "The pull request carries valid release notes")
+    checked = next(
+        s for s in good.steps if s.name == "The pull request carries valid release notes"
+    )
     assert "#7" in checked.output
 
     assert failed_run.jobs[JOB] == "failure"
