@@ -26,6 +26,7 @@ from release.commands import (
     cmd_notes,
     cmd_promote,
     cmd_publish,
+    cmd_pypi,
     cmd_render,
     cmd_report,
     cmd_rollback,
@@ -277,6 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     ghr.add_argument("--notes", type=Path, help="the release's notes (Markdown), e.g. from "
                      "dirac-release notes --format markdown --output FILE")  # fmt: skip
     ghr.add_argument("--plan", action="store_true", help="make and list the assets, change nothing")
+
+    pypi = add("pypi", cmd_pypi, "make and check the product's wheel and sdist for PyPI "
+               "(the wheel in the bundles, an sdist of the same commit)")  # fmt: skip
+    pypi.add_argument("--version", required=True, help="the version, e.g. v9.0.0a29")
+    pypi.add_argument("--product", help="the product (default: the only one)")
 
     demo = add("demo", cmd_demo, "run the pipeline on the embedded demo product", config=False)
     demo.add_argument(

@@ -330,6 +330,16 @@ def cmd_notes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pypi(args: argparse.Namespace) -> int:
+    """Make and check the product's wheel and sdist for PyPI in <out>/<tag>/pypi/: the
+    wheel installed in the bundles (file by file), an sdist of the same commit."""
+    from release.pypi import prepare_pypi
+
+    result = prepare_pypi(_load(args), version=args.version, product_name=args.product)
+    present.pypi_files(result, args.json)
+    return 0
+
+
 def cmd_github_release(args: argparse.Namespace) -> int:
     """Create (as a draft) or update a version's GitHub release: notes, tarballs, manifests,
     an SBOM and SHA256SUMS; published only when every asset reads back with its sha256."""
@@ -453,8 +463,10 @@ def cmd_config(args: argparse.Namespace) -> int:
         from release.targets import for_product
 
         target = for_product(config, args.product)
+        _, product = config.product(target.product_name)
         _github_output({"product": target.product_name, "cvmfs_repository": target.repo_name,
-                        "platforms": json.dumps(sorted(config.platforms))})  # fmt: skip
+                        "platforms": json.dumps(sorted(config.platforms)),
+                        "pypi": "true" if product.pypi else "false"})  # fmt: skip
     present.configuration(config, args.json)
     return 0
 

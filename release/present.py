@@ -362,6 +362,19 @@ def notes_check(repository: str, number: int, block: Block, as_json: bool) -> No
               file=sys.stderr)  # fmt: skip
 
 
+def pypi_files(result: dict[str, Any], as_json: bool) -> None:
+    from release.output import print_json, table
+
+    if as_json:
+        print_json(result)
+        return
+    table(f"PyPI files of {result['product']} {result['tag']}", ["file", "sha256"],
+          [[name, digest[:16]] for name, digest in sorted(result["files"].items())])  # fmt: skip
+    print(f"the wheel is the one installed in the bundles of "
+          f"{', '.join(result['wheel_in_bundles'])} ({result['wheel_files']} files checked); "
+          f"ready in {result['folder']}", file=sys.stderr)  # fmt: skip
+
+
 def github_release(result: dict[str, Any], as_json: bool) -> None:
     from release.output import print_json, table
 

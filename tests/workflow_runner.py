@@ -13,8 +13,12 @@ the action documents: checkout (a clone of the repository at the ref), setup-pyt
 virtual environment on this Python), upload-artifact / download-artifact (a folder per
 artifact and run, with the least-common-ancestor rule for the paths; like the real ones they
 keep neither links nor modes; with a `github-token`, download-artifact reads the run `run-id`,
-as the real one reads another run's artifacts), attest-build-provenance (checks that its subjects exist and records
-their digests). Every stand-in used is listed in the result.
+as the real one reads another run's artifacts), attest-build-provenance (checks that its
+subjects exist and records their digests), pypa/gh-action-pypi-publish (trusted publishing
+needs the job's `id-token: write`; every file of packages-dir must be a wheel or an sdist
+whose metadata names it; uploaded into a local folder standing for the index, where an
+existing file of the same name is refused unless skip-existing, as PyPI and twine do).
+Every stand-in used is listed in the result.
 """
 
 from __future__ import annotations
@@ -206,6 +210,8 @@ class LocalRunner:
     #: This run's ID (github.run_id), and where every run's artifacts are kept.
     run_id: str = "1"
     artifact_store: Path | None = None
+    #: The folder standing for PyPI (pypa/gh-action-pypi-publish uploads there).
+    package_index: Path | None = None
     #: Only these jobs are executed (None: all); the others end as "not selected".
     select: frozenset[str] | None = None
     #: Command prefix for a job (e.g. the lab network's namespace for self-hosted jobs).
@@ -272,7 +278,7 @@ class LocalRunner:
                 step_env = {**env, **{k: str(substitute(v, contexts))
                                       for k, v in (step.get("env") or {}).items()}}  # fmt: skip
                 if "uses" in step:
-                    code, out = self._stand_in(step, workspace, contexts, result)
+                    code, out = self._stand_in(step, workspace, contexts, result, job)
                     kind, outputs = "stand-in", {}
                 else:
                     code, out, outputs, more_env, summary = self._run_step(
@@ -339,7 +345,7 @@ class LocalRunner:
         return proc.returncode, proc.stdout + proc.stderr, outputs, more_env, summary
 
     def _stand_in(self, step: dict[str, Any], workspace: Path, contexts: dict[str, Any],
-                  result: WorkflowRun) -> tuple[int, str]:  # fmt: skip
+                  result: WorkflowRun, job: dict[str, Any]) -> tuple[int, str]:  # fmt: skip
         action = str(step["uses"]).split("@", 1)[0]
         given = {k: substitute(v, contexts) for k, v in (step.get("with") or {}).items()}
         result.stand_ins[action] = result.stand_ins.get(action, 0) + 1
@@ -405,7 +411,54 @@ class LocalRunner:
                 digest = hashlib.sha256(Path(subject).read_bytes()).hexdigest()
                 result.attested.append((Path(subject).name, digest))
             return 0, f"{len(subjects)} subjects"
+        if action == "pypa/gh-action-pypi-publish":
+            return self._pypi_upload(given, workspace, job)
         return 1, f"no stand-in for {action}"
+
+    def _pypi_upload(self, given: dict[str, Any], workspace: Path,
+                     job: dict[str, Any]) -> tuple[int, str]:  # fmt: skip
+        """What the action does with trusted publishing: twine upload of packages-dir/*."""
+        import tarfile
+        import zipfile
+        from email.parser import HeaderParser
+
+        if (job.get("permissions") or {}).get("id-token") != "write" and not given.get("password"):
+            return 1, "Trusted publishing exchange failure: OpenID Connect token retrieval failed"
+        if self.package_index is None:
+            return 1, "no package index stands in for PyPI in this run"
+        folder = workspace / str(given.get("packages-dir") or "dist")
+        files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+        if not files:
+            return 1, f"no distributions in {folder}"
+        said = []
+        for path in files:
+            meta = b""
+            if path.suffix == ".whl":
+                with zipfile.ZipFile(path) as archive:
+                    meta = next((archive.read(n) for n in archive.namelist()
+                                 if n.endswith(".dist-info/METADATA")), b"")  # fmt: skip
+            elif path.name.endswith(".tar.gz"):
+                with tarfile.open(path) as archive:
+                    member = next((m for m in archive.getmembers()
+                                   if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO")), None)  # fmt: skip
+                    handle = archive.extractfile(member) if member else None
+                    meta = handle.read() if handle else b""
+            else:
+                return 1, f"InvalidDistribution: Unknown distribution format: '{path.name}'"
+            parsed = HeaderParser().parsestr(meta.decode("utf-8", errors="replace"))
+            if not parsed.get("Name") or not parsed.get("Version"):
+                return 1, f"InvalidDistribution: {path.name}: Metadata is missing required fields"
+            target = self.package_index / path.name
+            if target.exists():
+                if str(given.get("skip-existing")).lower() == "true":
+                    said.append(f"Skipping {path.name} because it appears to already exist")
+                    continue
+                return 1, f"HTTPError: 400 Bad Request: File already exists ('{path.name}')"
+            self.package_index.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            said.append(f"Uploading {path.name} (sha256 {digest})")
+        return 0, "\n".join(said)
 
 
 def _key_values(text: str) -> dict[str, str]:

@@ -171,46 +171,7 @@ def build_wheel(source: ProductSource, product: Product, cache_dir: Path) -> Pro
     """Build (or reuse) the product's wheel from the tagged commit."""
     if source.kind != "git" or source.commit is None:
         return source
-    subdir = product.source.subdirectory if isinstance(product.source, GitSource) else None
-    key = source.commit + (f"-{hashlib.sha256(subdir.encode()).hexdigest()[:8]}" if subdir else "")
-    wheel_dir = cache_dir / "wheels" / key
-    wheels = sorted(wheel_dir.glob("*.whl")) if wheel_dir.is_dir() else []
-    if not wheels:
-        wheel_dir.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="dirac-release-src-") as tmp:
-            src = Path(tmp) / "src"
-            src.mkdir()
-            _export_tree(Path(str(source.facts["repo_path"])), source.commit, src)
-            project = src / subdir if subdir else src
-            if not (project / "pyproject.toml").exists() and not (project / "setup.py").exists():
-                raise BadInput(
-                    f"{source.version.tag} of {source.location} has no pyproject.toml"
-                    + (f" in {subdir}" if subdir else ""),
-                    fix="set products.<name>.source.subdirectory to the folder holding pyproject.toml",
-                )
-            staging = Path(tmp) / "wheel"
-            env = uv_env()
-            env["SOURCE_DATE_EPOCH"] = str(source.source_date_epoch)
-            # Products that take their version from git (setuptools_scm, hatch-vcs) see no .git
-            # in an export: tell them the tag's version.
-            env["SETUPTOOLS_SCM_PRETEND_VERSION"] = str(source.version)
-            run_uv(
-                ["build", "--wheel", "--no-config", "--out-dir", str(staging), str(project)],
-                cwd=Path(tmp),
-                env=env,
-                what=f"building the wheel of {source.name} {source.version.tag}",
-            )
-            built = sorted(staging.glob("*.whl"))
-            if len(built) != 1:
-                raise InfrastructureError(f"expected one wheel from the build, found {len(built)}")
-            tmp_dir = Path(tempfile.mkdtemp(dir=wheel_dir.parent, prefix=".wheel-"))
-            shutil.move(str(built[0]), tmp_dir / built[0].name)
-            try:
-                tmp_dir.rename(wheel_dir)
-            except OSError:  # another build got there first: same commit, same bytes
-                shutil.rmtree(tmp_dir)
-        wheels = sorted(wheel_dir.glob("*.whl"))
-    wheel = wheels[0]
+    wheel = _built(source, product, cache_dir, "wheel")
     dist, wheel_version, _, _ = parse_wheel_filename(wheel.name)
     if canonicalize_name(dist) != canonicalize_name(source.distribution):
         raise BadInput(
@@ -226,4 +187,63 @@ def build_wheel(source: ProductSource, product: Product, cache_dir: Path) -> Pro
             ),
         )
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    return dataclasses.replace(source, find_links=wheel_dir, wheel_sha256=digest)
+    return dataclasses.replace(source, find_links=wheel.parent, wheel_sha256=digest)
+
+
+def build_sdist(source: ProductSource, product: Product, cache_dir: Path) -> Path:
+    """Build (or reuse) the product's source distribution from the tagged commit: what PyPI
+    gets beside the wheel, made the same way (the committed tree, SOURCE_DATE_EPOCH)."""
+    if source.kind != "git" or source.commit is None:
+        raise BadInput(
+            f"{source.name} comes from the package index: it has no source distribution to make",
+            fix="only a product with source = { git = ... } is built from its tag",
+        )
+    return _built(source, product, cache_dir, "sdist")
+
+
+def _built(source: ProductSource, product: Product, cache_dir: Path, kind: str) -> Path:
+    """The one wheel or sdist `uv build` makes from the commit, cached by commit (and
+    subdirectory): the build is reproducible, so a cached file is the file a build gives."""
+    if source.commit is None:
+        raise InfrastructureError(f"{source.name}: no commit to build from")
+    subdir = product.source.subdirectory if isinstance(product.source, GitSource) else None
+    key = source.commit + (f"-{hashlib.sha256(subdir.encode()).hexdigest()[:8]}" if subdir else "")
+    pattern = "*.whl" if kind == "wheel" else "*.tar.gz"
+    folder = cache_dir / ("wheels" if kind == "wheel" else "sdists") / key
+    found = sorted(folder.glob(pattern)) if folder.is_dir() else []
+    if found:
+        return found[0]
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dirac-release-src-") as tmp:
+        src = Path(tmp) / "src"
+        src.mkdir()
+        _export_tree(Path(str(source.facts["repo_path"])), source.commit, src)
+        project = src / subdir if subdir else src
+        if not (project / "pyproject.toml").exists() and not (project / "setup.py").exists():
+            raise BadInput(
+                f"{source.version.tag} of {source.location} has no pyproject.toml"
+                + (f" in {subdir}" if subdir else ""),
+                fix="set products.<name>.source.subdirectory to the folder holding pyproject.toml",
+            )
+        staging = Path(tmp) / "out"
+        env = uv_env()
+        env["SOURCE_DATE_EPOCH"] = str(source.source_date_epoch)
+        # Products that take their version from git (setuptools_scm, hatch-vcs) see no .git
+        # in an export: tell them the tag's version.
+        env["SETUPTOOLS_SCM_PRETEND_VERSION"] = str(source.version)
+        run_uv(
+            ["build", f"--{kind}", "--no-config", "--out-dir", str(staging), str(project)],
+            cwd=Path(tmp),
+            env=env,
+            what=f"building the {kind} of {source.name} {source.version.tag}",
+        )
+        built = sorted(staging.glob(pattern))
+        if len(built) != 1:
+            raise InfrastructureError(f"expected one {kind} from the build, found {len(built)}")
+        tmp_dir = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{kind}-"))
+        shutil.move(str(built[0]), tmp_dir / built[0].name)
+        try:
+            tmp_dir.rename(folder)
+        except OSError:  # another build got there first: same commit, same bytes
+            shutil.rmtree(tmp_dir)
+    return sorted(folder.glob(pattern))[0]

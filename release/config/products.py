@@ -111,6 +111,9 @@ class Product(_Frozen):
     #: Extras of the product's distribution to install, e.g. ["server"] for DIRAC[server].
     extras: tuple[str, ...] = ()
     base_overrides: tuple[BaseOverride, ...] = ()
+    #: The release workflow publishes the wheel (the one in the bundles) and an sdist to PyPI
+    #: through trusted publishing; only for a product built from its git tag.
+    pypi: bool = False
 
     @field_validator("smoke_commands")
     @classmethod

@@ -211,3 +211,32 @@ def test_killed_build_leaves_nothing_half_written(demo_workdir: Path, tmp_path: 
     assert done.returncode == 0, done.stderr
     assert not list(out.glob(".staging-*"))  # the crashed build's leftovers were cleared
     assert (out / "v1.0.0" / "SHA256SUMS").is_file()
+
+
+def test_pypi_gets_the_wheel_in_the_bundles_and_a_reproducible_sdist(
+    demo_build: BuildReport, demo_config: ReleaseConfig
+) -> None:
+    import tarfile
+    import zipfile
+
+    from release.pypi import prepare_pypi
+
+    first = prepare_pypi(demo_config, version=demo.DEMO_TAG)
+    folder = Path(first["folder"])
+    wheel, sdist = "vodemo_dirac-1.0.0-py3-none-any.whl", "vodemo_dirac-1.0.0.tar.gz"
+    assert sorted(p.name for p in folder.iterdir()) == [wheel, sdist]
+    assert first["wheel_in_bundles"] == ["aarch64", "x86_64"] and first["wheel_files"] > 0
+    # The wheel's modules are, byte for byte, the ones installed in the x86_64 bundle.
+    site = demo_build.bundles[0].tree / site_packages("3.11")
+    with zipfile.ZipFile(folder / wheel) as archive:
+        module = next(n for n in archive.namelist() if n.endswith("vodemo/__init__.py"))
+        assert archive.read(module) == (site / module).read_bytes()
+    with tarfile.open(folder / sdist) as archive:
+        assert any(m.name == "vodemo_dirac-1.0.0/PKG-INFO" for m in archive.getmembers())
+    # Made again (the sdist's cache emptied): the same bytes, as the PyPI upload needs for
+    # a re-run that skips what is already there.
+    shutil.rmtree(demo_config.resolve_path(demo_config.build.cache_dir) / "sdists")
+    again = prepare_pypi(demo_config, version=demo.DEMO_TAG)
+    assert again["files"] == first["files"]
+    records = demo_config.ledger("vodemo", demo.DEMO_TAG).records("pypi")
+    assert records[-1]["files"] == first["files"]

@@ -52,6 +52,7 @@ def _runner(site: Path, tag: str, github: FakeGitHub, commit: str, prefix: objec
                 "toolkit": str(ROOT), "first-install": True, "resume-run": ""},
         run_id="101",
         artifact_store=site / "artifacts",
+        package_index=site / "pypi-index",
         secrets={"ANSIBLE_VAULT_PASSWORD": VAULT},
         base_env=base_env,
         prefix=prefix,  # type: ignore[arg-type]
@@ -105,12 +106,16 @@ def test_a_tag_runs_the_whole_release_workflow(tmp_path: Path) -> None:
         runner.secrets["ANSIBLE_VAULT_PASSWORD"] = vault_password
         run = runner.run()
         assert set(run.jobs.values()) == {"success"}, _shown(run)
-        assert list(run.jobs) == ["plan", "build", "publish", "github-release", "deploy",
+        assert list(run.jobs) == ["plan", "build", "publish", "github-release", "pypi", "deploy",
                                   "certify", "promote"]  # fmt: skip
         # Only the external actions were stood in for, each by name.
         assert set(run.stand_ins) == {"actions/checkout", "actions/setup-python",
                                       "actions/upload-artifact", "actions/download-artifact",
-                                      "actions/attest-build-provenance"}  # fmt: skip
+                                      "actions/attest-build-provenance",
+                                      "pypa/gh-action-pypi-publish"}  # fmt: skip
+        # PyPI got the wheel installed in the bundles and an sdist of the tag's commit.
+        uploaded = sorted(p.name for p in (site / "pypi-index").iterdir())
+        assert uploaded == ["vodemo_dirac-1.0.0-py3-none-any.whl", "vodemo_dirac-1.0.0.tar.gz"]
         assert run.outputs["plan"]["tag"] == DEMO_TAG and run.outputs["plan"]["final"] == "true"
         assert run.outputs["plan"]["cvmfs_repository"] == REPOSITORY
         assert sorted(name for name, _ in run.attested) == [
@@ -136,6 +141,8 @@ def test_a_tag_runs_the_whole_release_workflow(tmp_path: Path) -> None:
                              / "ledger.json").read_text())  # fmt: skip
         assert len([r for r in ledger["records"] if r["stage"] == "build"]) == 1
         assert "already published" in said["publish/Publish"]
+        assert said["pypi/pypa/gh-action-pypi-publish@81e9d935c883d0b210363ab89cf05f3894778450"].count(
+            "Skipping") == 2
         assert "already published" in said["github-release/Create or update the GitHub release"]
         assert len([r for r in github.requests if r[0].startswith("/uploads")]) == uploads
         now = json.loads((site / "stratum/.dirac-release" / REPOSITORY / "tags.json").read_text())

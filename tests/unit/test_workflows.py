@@ -46,12 +46,18 @@ def test_the_release_job_graph_triggers_and_environments() -> None:
         "build": {"plan"},
         "publish": {"plan", "build"},
         "github-release": {"plan", "build", "publish"},
+        "pypi": {"plan", "build", "publish"},
         "deploy": {"plan", "publish"},
         "certify": {"plan", "deploy"},
         "promote": {"plan", "certify"},
     }
     assert {n: j.get("environment") for n, j in jobs.items() if j.get("environment")} == {
-        "publish": "cvmfs", "deploy": "certification", "promote": "production"}  # fmt: skip
+        "publish": "cvmfs", "pypi": "pypi", "deploy": "certification", "promote": "production"}  # fmt: skip
+    # PyPI by trusted publishing only: the job's OIDC token, never a password or token secret.
+    assert jobs["pypi"]["if"] == "needs.plan.outputs.pypi == 'true'"
+    assert jobs["pypi"]["permissions"] == {"contents": "read", "id-token": "write"}
+    (upload,) = [s for s in jobs["pypi"]["steps"] if "pypi-publish" in s.get("uses", "")]
+    assert set(upload["with"]) == {"packages-dir", "skip-existing", "print-hash"}
     assert jobs["promote"]["if"] == "needs.plan.outputs.final == 'true'"
     # Two tags never publish to one CVMFS repository at once.
     assert jobs["publish"]["concurrency"] == {
