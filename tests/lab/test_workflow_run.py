@@ -141,8 +141,12 @@ def test_a_tag_runs_the_whole_release_workflow(tmp_path: Path) -> None:
                              / "ledger.json").read_text())  # fmt: skip
         assert len([r for r in ledger["records"] if r["stage"] == "build"]) == 1
         assert "already published" in said["publish/Publish"]
-        assert said["pypi/pypa/gh-action-pypi-publish@81e9d935c883d0b210363ab89cf05f3894778450"].count(
-            "Skipping") == 2
+        assert (
+            said["pypi/pypa/gh-action-pypi-publish@81e9d935c883d0b210363ab89cf05f3894778450"].count(
+                "Skipping"
+            )
+            == 2
+        )
         assert "already published" in said["github-release/Create or update the GitHub release"]
         assert len([r for r in github.requests if r[0].startswith("/uploads")]) == uploads
         now = json.loads((site / "stratum/.dirac-release" / REPOSITORY / "tags.json").read_text())

@@ -56,7 +56,7 @@ def test_only_a_product_built_from_git_and_asked_for_goes_to_pypi(
     err = capsys.readouterr().err
     assert code == 2 and "products.vodemo.pypi" in err and "pypi = true" in err
     text = config.read_text().replace('source = { git = "repo" }', 'source = { index = "vodemo" }')
-    config.write_text(text.replace('distribution = "vodemo-dirac"', 'pypi = true'))
+    config.write_text(text.replace('distribution = "vodemo-dirac"', "pypi = true"))
     code = main(["--config", str(config), "pypi", "--version", "v1.0.0"])
     err = capsys.readouterr().err
     assert code == 2 and "already on PyPI" in err
