@@ -39,16 +39,25 @@ def test_check_mode_reports_the_diff_and_writes_nothing(tmp_path: Path) -> None:
     script.write_text("#!/bin/sh\nexec old\n")
     services = [{"name": "Framework/Web", "run": "#!/bin/sh\nexec new\n"},
                 {"name": "DiracX/diracx", "run": "#!/bin/sh\nexec diracx\n"}]  # fmt: skip
-    result = run_module(tmp_path, {"action": "supervise", "root": str(root), "services": services},
-                        check=True)  # fmt: skip
+    # A runsvdir supervises the folder (a process of that name with the folder in its argv,
+    # as _runsvdir_running looks for it): the services whose script changed are restarted.
+    (root / "startup").mkdir()
+    runsvdir = subprocess.Popen(["runsvdir", "-c", "import time; time.sleep(60)",
+                                 str(root / "startup")], executable=sys.executable)  # fmt: skip
+    try:
+        result = run_module(tmp_path, {"action": "supervise", "root": str(root),
+                                       "services": services}, check=True)  # fmt: skip
+    finally:
+        runsvdir.kill()
+        runsvdir.wait()
     assert result["changed"] is True, result
     assert result["written"] == ["Framework/Web", "DiracX/diracx"]
-    assert result["restarted"] == ["Framework/Web", "DiracX/diracx"]
+    assert result["restarted"] == ["Framework/Web", "DiracX/diracx"] and result["started"] == []
     diffs = {d["after_header"]: d for d in result["diff"]}
     assert diffs[str(script)]["before"] == "#!/bin/sh\nexec old\n"
     assert diffs[str(script)]["after"] == "#!/bin/sh\nexec new\n"
     assert script.read_text() == "#!/bin/sh\nexec old\n"  # nothing written
-    assert not (root / "runit/DiracX").exists() and not (root / "startup").exists()
+    assert not (root / "runit/DiracX").exists() and not any((root / "startup").iterdir())
 
 
 def test_check_mode_restarts_all_when_the_version_changed(tmp_path: Path) -> None:
@@ -63,10 +72,13 @@ def test_check_mode_restarts_all_when_the_version_changed(tmp_path: Path) -> Non
                       check=True)  # fmt: skip
     assert same["written"] == [] and same["linked"] == [] and same["restarted"] == []
     # No runsvdir supervises this folder, so one would be started: still a change.
-    assert same["changed"] is True
+    assert same["changed"] is True and same["started"] == ["Framework/Web"]
+    # The runsvdir started here starts the services with what is in place: none is also
+    # restarted (that would kill it while it starts), even when a restart is asked for.
     forced = run_module(tmp_path, {"action": "supervise", "root": str(root), "services": services,
                                    "restart": True}, check=True)  # fmt: skip
-    assert forced["restarted"] == ["Framework/Web"] and forced["diff"] == []
+    assert forced["restarted"] == [] and forced["started"] == ["Framework/Web"]
+    assert forced["diff"] == []
 
 
 def test_supervise_needs_the_run_scripts(tmp_path: Path) -> None:

@@ -24,6 +24,8 @@ description:
   - C(supervise) writes each service's C(<root>/runit/<name>/run) (atomically, only when its
     content differs), links it into C(<root>/startup), starts one C(runsvdir) when none runs,
     restarts the services whose run script changed (all of them with C(restart)), then waits,
+    (a C(runsvdir) started here starts every service from the current run scripts and pro:
+    none was running, so none is restarted, which would kill them in their start-up),
     bounded, until runit shows each running for C(min_uptime) seconds and each C(health_url)
     answers 200. Check mode reports what would change, with diffs, and waits for nothing.
   - C(status) asks runit for each service's state and the running process for its working
@@ -268,15 +270,20 @@ def supervise(module):
             linked.append(name)
     changed = bool(written or linked)
     runsvdir = _runsvdir_running(startup)
+    started = []
     if runsvdir is None:
+        # Nothing supervised runs (e.g. the host has just booted): runsvdir starts every
+        # service with what is in place now, the new version included.
         changed = True
+        started = [s["name"] for s in services]
         if not module.check_mode:
             runsvdir = _start_runsvdir(module, startup)
-    restart = [s["name"] for s in services if p["restart"] or s["name"] in written]
+    restart = [s["name"] for s in services
+               if not started and (p["restart"] or s["name"] in written)]  # fmt: skip
     changed = changed or bool(restart)
     if module.check_mode:
         module.exit_json(changed=changed, written=written, linked=linked, restarted=restart,
-                         diff=diffs)  # fmt: skip
+                         started=started, diff=diffs)  # fmt: skip
     if restart:
         _restart(module, [dirs[name] for name in restart])
     urls = {s["name"]: s["health_url"] for s in services if s.get("health_url")}
@@ -284,7 +291,8 @@ def supervise(module):
         module, dirs, urls, p["min_uptime"], p["up_timeout"], p["health_timeout"]
     )
     module.exit_json(changed=changed, written=written, linked=linked, restarted=restart,
-                     runsvdir=runsvdir, status=status, health=health, diff=diffs)  # fmt: skip
+                     started=started, runsvdir=runsvdir, status=status, health=health,
+                     diff=diffs)  # fmt: skip
 
 
 def status(module):
