@@ -41,5 +41,5 @@ EXAMPLES: dict[str, str] = {
     "chart": 'chart = { repo = "https://diracgrid.github.io/diracx-charts", name = "diracx", version = "1.1.6" }',
     "namespace": 'namespace = "diracx"',
     "values_dir": 'values_dir = "k8s/environments/certification"',
-    "kubernetes": 'kubernetes = "1.31"',
+    "kubernetes": 'kubernetes = "1.33"',
 }

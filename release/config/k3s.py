@@ -111,7 +111,7 @@ class K3sSettings(_Frozen):
     # default: the shipped k8s/environments/<environment>/.
     values_dir: str | None = None
     # The Kubernetes version the objects are validated for (the k3s release's minor).
-    kubernetes: str = "1.31"
+    kubernetes: str = "1.33"
     # Production checks (no developer mode...); default: the environment is named production.
     production: bool | None = Field(default=None, strict=True)
     # The Secret (in kube-system, next to the HelmChart) whose key values.yaml holds the
@@ -135,7 +135,7 @@ class K3sSettings(_Frozen):
     def _kubernetes(cls, value: str) -> str:
         if not KUBERNETES_VERSION.fullmatch(value.removeprefix("v")):
             raise names.BadValue(
-                f"Kubernetes version {names.shown(value)} is not a minor version like '1.31'",
-                'give the minor version of the cluster\'s Kubernetes, e.g. kubernetes = "1.31"',
+                f"Kubernetes version {names.shown(value)} is not a minor version like '1.33'",
+                'give the minor version of the cluster\'s Kubernetes, e.g. kubernetes = "1.33"',
             )
         return value.removeprefix("v")

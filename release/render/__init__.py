@@ -44,6 +44,8 @@ def environment_vars(config: ReleaseConfig, env_name: str, tag: str) -> dict[str
         "dirac_batch": env.batch,
         "dirac_max_fail_percentage": env.max_fail_percentage,
         "dirac_keep_versions": env.keep,
+        # runit: the dirac_server role runs the services; k3s: DiracX comes from k8s/.
+        "dirac_runtime": env.runtime,
         "ansible_user": env.ssh_user,
         "ansible_python_interpreter": "/usr/bin/python3",
     }

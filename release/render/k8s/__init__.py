@@ -173,6 +173,13 @@ def render_k8s(config: ReleaseConfig, env_name: str, tag: str) -> RenderedK8s:
         )
     checked = Checked()
     check_objects(_documents(files), settings.kubernetes, checked)
+    if checked.without_schema:  # our own manifests are all of kinds we have schemas for
+        raise BadInput(
+            f"no schema knows the kind(s) {', '.join(checked.without_schema)} of the templates "
+            f"for Kubernetes {settings.kubernetes}",
+            where=str(_templates_dir()),
+            fix="use core kinds, HelmChart or HelmChartConfig (helm.cattle.io/v1) in k8s/templates/",
+        )
     _check_house_rules(_documents(files), settings)
     for name in files:
         _check_file_name(name)
@@ -189,6 +196,12 @@ def render_k8s(config: ReleaseConfig, env_name: str, tag: str) -> RenderedK8s:
         values_file=values.values_file,
         chart={"repo": chart.repo, "name": chart.name, "version": chart.version},
     )
+
+
+def _templates_dir() -> Path:
+    from release.content import content_dir
+
+    return content_dir("k8s") / "templates"
 
 
 def _check_house_rules(documents: Iterator[tuple[str, Any]], settings: K3sSettings) -> None:
@@ -243,6 +256,9 @@ def check_chart_objects(config: ReleaseConfig, env_name: str, rendered: Rendered
         ((f"helm template {chart.name}: {_kind_name(obj)}", obj) for obj in objects),
         settings.kubernetes,
         checked,
+        fix=f"the chart renders an object Kubernetes {settings.kubernetes} refuses: change "
+        "the environment's values, the chart version, or k3s.kubernetes if the cluster runs "
+        "a newer Kubernetes",
     )
     rendered.extra["chart_objects"] = {"helm": str(helm), **checked.as_dict()}
 
