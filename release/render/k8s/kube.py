@@ -90,6 +90,8 @@ def check_core_object(
     except kubernetes_validate.ValidationError as exc:
         path = ".".join(str(part) for part in exc.path) or "(top level)"
         message = re.sub(r"\s+", " ", str(exc.message))[:300]
+        if obj.get("kind") == "Secret":  # the message may quote the field's value
+            message = f"{exc.validator} check failed (the value is not shown: a Secret)"
         raise BadInput(
             f"{obj.get('kind')} {_name_of(obj)} is not valid for Kubernetes {kubernetes}: "
             f"{path}: {message}",
