@@ -162,13 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--plan", action="store_true", help="print every action, change nothing")
 
     render = add(
-        "render", cmd_render, "write an environment's Ansible inventory and variables for a version"
+        "render",
+        cmd_render,
+        "write an environment's Ansible inventory and variables (and k3s manifests) for a version",
     )
     render.add_argument(
         "--env", required=True, help="environment of release.toml, e.g. certification"
     )
     render.add_argument("--version", required=True, help="the version to pin")
     render.add_argument("--out", type=Path, help="output folder (default: ./rendered)")
+    render.add_argument("--diff", action="store_true",
+                        help="also show what changed against the previous render of the environment")  # fmt: skip
+    render.add_argument("--full", action="store_true",
+                        help="k3s: also run helm template on the local chart and validate its objects")  # fmt: skip
 
     deploy = add(
         "deploy",

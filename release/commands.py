@@ -154,10 +154,12 @@ def cmd_cvmfs(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    """Write the inventory and variables of an environment, pinned to a version."""
+    """Write the inventory and variables (and k3s manifests) of an environment, pinned to a version."""
     from release.render import render_environment
 
-    result = render_environment(_load(args), args.env, args.version, args.out)
+    result = render_environment(
+        _load(args), args.env, args.version, args.out, full=args.full, diff=args.diff
+    )
     present.rendered(result, args.env, args.json)
     return 0
 

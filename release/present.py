@@ -181,6 +181,39 @@ def rendered(result: dict[str, Any], env: str, as_json: bool) -> None:
         return
     rows = [[host, address] for host, address in result["hosts"].items()]
     table(f"{env} {result['version']}: {result['inventory']}", ["host", "address"], rows)
+    k8s = result.get("k8s")
+    if k8s:
+        chart = k8s["chart"]
+        checked = k8s["validated"]
+        print(f"k3s manifests: {k8s['folder']} (chart {chart['name']} {chart['version']} from "
+              f"{chart['repo']}; {checked['objects']} object(s) valid)")  # fmt: skip
+        for name in k8s["files"]:
+            print(f"  {name}")
+        print(f"Secrets expected, by name only: {', '.join(k8s['secrets'])}")
+        objects = k8s.get("chart_objects")
+        if objects:
+            kinds = ", ".join(f"{n} {k}" for k, n in objects["kinds"].items())
+            print(f"helm template: {objects['objects']} object(s) valid ({kinds})")
+            if objects["without_schema"]:
+                print(
+                    "  no schema for (name checked only): " + ", ".join(objects["without_schema"])
+                )
+    changes = result.get("diff")
+    if changes is not None:
+        _render_diff(changes)
+
+
+def _render_diff(changes: dict[str, Any]) -> None:
+    if not changes["against"]:
+        print("diff: no previous render of this environment: every file is new")
+        return
+    if not changes["changes"]:
+        print(f"diff against {changes['against']}: no change")
+        return
+    print(f"diff against {changes['against']}: {len(changes['changes'])} file(s) changed, "
+          f"{changes['unchanged']} unchanged")  # fmt: skip
+    for change in changes["changes"]:
+        sys.stdout.write(change["diff"] if change["diff"].endswith("\n") else change["diff"] + "\n")
 
 
 def hosts(result: dict[str, Any], as_json: bool) -> None:

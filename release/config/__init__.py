@@ -17,6 +17,7 @@ from release.config.base import (
 )
 from release.config.environments import CertifySettings, Environment
 from release.config.examples import EXAMPLES
+from release.config.k3s import ChartPin, K3sSettings
 from release.config.loading import MAX_CONFIG_BYTES, load_config, parse_config
 from release.config.model import ReleaseConfig
 from release.config.products import GitSource, IndexSource, Platform, Product, Service
@@ -33,9 +34,11 @@ __all__ = [
     "NAME_TABLES",
     "BuildSettings",
     "CertifySettings",
+    "ChartPin",
     "Environment",
     "GitSource",
     "IndexSource",
+    "K3sSettings",
     "Platform",
     "PlatformName",
     "Product",

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from release import names
 from release.config.base import PlatformName, _Frozen, _ssh_target
+from release.config.k3s import K3sSettings
 
 #: What `dirac-release render` sets from release.toml itself. `vars` may not set them: a stray
 #: entry would silently replace the version the pipeline pinned, or the hosts' SSH settings.
 RESERVED_VARS = frozenset({
     "dirac_product", "dirac_version", "dirac_repository", "dirac_prefix", "dirac_arch",
     "dirac_batch", "dirac_max_fail_percentage", "dirac_keep_versions", "dirac_services",
+    "dirac_runtime",
     "ansible_user", "ansible_python_interpreter", "ansible_ssh_private_key_file",
 })  # fmt: skip
 #: An Ansible variable name (what Jinja can reach as a plain name).
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}", re.ASCII)
+K3S_EXAMPLE = (
+    'runtime = "k3s"\n'
+    "[environments.certification.k3s]\n"
+    'chart = { repo = "https://diracgrid.github.io/diracx-charts", version = "1.1.6" }\n'
+    'hostname = "cctbdirac01.in2p3.fr"'
+)
 
 
 class CertifySettings(_Frozen):
@@ -68,6 +76,25 @@ class Environment(_Frozen):
     # (ANSIBLE_VAULT_PASSWORD_FILE), dirac-release never reads it.
     secrets_file: str | None = None
     certify: CertifySettings = Field(default_factory=CertifySettings)
+    # Where DiracX runs: runit services from the bundle (Ansible's dirac_server role), or the
+    # diracx Helm chart on k3s, pinned by the [k3s] table (`render` then writes manifests too).
+    runtime: Literal["runit", "k3s"] = "runit"
+    k3s: K3sSettings | None = None
+
+    @model_validator(mode="after")
+    def _runtime_settings(self) -> Environment:
+        if self.runtime == "k3s" and self.k3s is None:
+            raise names.BadValue(
+                "runtime = 'k3s' needs a [k3s] table (the chart and its pinned version)",
+                "add it, e.g.\n" + K3S_EXAMPLE,
+            )
+        if self.runtime == "runit" and self.k3s is not None:
+            raise names.BadValue(
+                "a [k3s] table is given but runtime is 'runit' (the default), so it would be "
+                "ignored",
+                'set runtime = "k3s" in this environment, or remove its [k3s] table',
+            )
+        return self
 
     @field_validator("ssh_user")
     @classmethod

@@ -36,4 +36,10 @@ EXAMPLES: dict[str, str] = {
     "max_fail_percentage": "max_fail_percentage = 0",
     "repository": 'repository = "dirac.egi.eu"',
     "smoke_imports": 'smoke_imports = ["DIRAC", "M2Crypto"]',
+    "runtime": 'runtime = "runit"  or  runtime = "k3s"',
+    "k3s": '[environments.certification.k3s]\nchart = { repo = "https://diracgrid.github.io/diracx-charts", version = "1.1.6" }\nhostname = "cctbdirac01.in2p3.fr"',
+    "chart": 'chart = { repo = "https://diracgrid.github.io/diracx-charts", name = "diracx", version = "1.1.6" }',
+    "namespace": 'namespace = "diracx"',
+    "values_dir": 'values_dir = "k8s/environments/certification"',
+    "kubernetes": 'kubernetes = "1.33"',
 }

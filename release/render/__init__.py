@@ -1,4 +1,5 @@
-"""Render an environment: the Ansible inventory and variables, pinned to one version.
+"""Render an environment: the Ansible inventory and variables, pinned to one version, and for
+an environment that runs DiracX on k3s, its manifests (release/render/k8s/).
 
 The shipped inventory (ansible/inventories/<env>/) gives the defaults; release.toml's
 environment gives the hosts and their settings; the version is written in, so a rendered
@@ -43,6 +44,8 @@ def environment_vars(config: ReleaseConfig, env_name: str, tag: str) -> dict[str
         "dirac_batch": env.batch,
         "dirac_max_fail_percentage": env.max_fail_percentage,
         "dirac_keep_versions": env.keep,
+        # runit: the dirac_server role runs the services; k3s: DiracX comes from k8s/.
+        "dirac_runtime": env.runtime,
         "ansible_user": env.ssh_user,
         "ansible_python_interpreter": "/usr/bin/python3",
     }
@@ -91,13 +94,41 @@ def _check_inside(base: Path, target: Path, env_name: str, tag: str) -> None:
 
 
 def render_environment(
-    config: ReleaseConfig, env_name: str, version: str, out: Path | None = None
+    config: ReleaseConfig,
+    env_name: str,
+    version: str,
+    out: Path | None = None,
+    *,
+    full: bool = False,
+    diff: bool = False,
 ) -> dict[str, Any]:
-    """Write <out>/<env>/<tag>/inventory/{hosts.yml,group_vars/all.yml}; returns what was written."""
+    """Write <out>/<env>/<tag>/: the inventory, and for a k3s environment k8s/ too.
+
+    Everything is rendered and validated in memory first; a refusal (BadInput, exit 2) leaves
+    the folder as it was. The files are then written into a staging folder beside the target
+    and swapped in by renames, so a reader sees the old render or the new one, never a mix.
+    `full` also templates the local chart with helm and validates its objects; `diff` adds
+    what changed against the previous render of the environment. Returns what was written.
+    """
     import yaml
 
     tag = version if version == "previous" else parse_version_arg(version).tag
     env = config.environment(env_name)
+    k8s = None
+    if env.runtime == "k3s" and tag != "previous":
+        # A rollback to each host's previous version has no one version to pin the chart to.
+        from release.render.k8s import check_chart_objects, render_k8s
+
+        k8s = render_k8s(config, env_name, tag)
+        if full:
+            check_chart_objects(config, env_name, k8s)
+    elif full:
+        from release.errors import BadInput
+
+        raise BadInput(
+            f"render --full validates k3s manifests, and {env_name} runs DiracX as runit services",
+            fix="render without --full",
+        )
     values = {**_shipped_vars(env_name), **environment_vars(config, env_name, tag)}
     if tag == "previous":
         del values["dirac_version"]  # each host goes back to its own previous version
@@ -108,26 +139,61 @@ def render_environment(
     # Names are checked when the configuration loads; this is the second line of defence
     # before anything below `base` is replaced.
     _check_inside(base, target, env_name, tag)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{tag}-"))
     header = (
         f"# Rendered by dirac-release for {env_name} {tag}; edit release.toml, not this file.\n"
     )
-    (staging / "inventory" / "group_vars").mkdir(parents=True)
-    (staging / "inventory" / "hosts.yml").write_text(
-        header + yaml.safe_dump(inventory, sort_keys=True), encoding="utf-8"
-    )
-    (staging / "inventory" / "group_vars" / "all.yml").write_text(
-        header + yaml.safe_dump(values, sort_keys=True), encoding="utf-8"
-    )
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
-    return {
+    files = {
+        "inventory/hosts.yml": header + yaml.safe_dump(inventory, sort_keys=True),
+        "inventory/group_vars/all.yml": header + yaml.safe_dump(values, sort_keys=True),
+    }
+    if k8s is not None:
+        files.update({f"k8s/{name}": text for name, text in k8s.files.items()})
+    changes = None
+    if diff:
+        from release.render.diff import diff_renders, previous_render, read_render
+
+        before = previous_render(base / env_name, tag)
+        changes = diff_renders(
+            read_render(before),
+            files,
+            f"{env_name}/{before.name}" if before else "",
+            f"{env_name}/{tag}",
+        )
+    _write_atomically(target, files, tag)
+    result: dict[str, Any] = {
         "environment": env_name,
         "version": tag,
+        "runtime": env.runtime,
         "inventory": str(target / "inventory" / "hosts.yml"),
         "vars": str(target / "inventory" / "group_vars" / "all.yml"),
         "hosts": {name: spec["ansible_host"] for name, spec in hosts.items()},
         "values": json.loads(json.dumps(values, default=str)),
     }
+    if k8s is not None:
+        result["k8s"] = {"folder": str(target / "k8s"), **k8s.summary()}
+    if changes is not None:
+        result["diff"] = changes
+    return result
+
+
+def _write_atomically(target: Path, files: dict[str, str], tag: str) -> None:
+    """Write `files` (relative path -> text) as the folder `target`, swapped in by renames."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{tag}-"))
+    old: Path | None = None
+    try:
+        for name, text in sorted(files.items()):
+            path = staging / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        if target.exists():
+            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{tag}-old-"))
+            target.replace(old / "render")
+        staging.rename(target)
+    except BaseException:
+        if old is not None and not target.exists() and (old / "render").exists():
+            (old / "render").replace(target)  # put the previous render back
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

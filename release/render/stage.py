@@ -1,10 +1,12 @@
 """The render stage behind the pipeline's contract: its verify compares the rendered inventory
-with what release.toml says now, so an edited configuration is rendered again.
+(and a k3s environment's manifests) with what release.toml and the values say now, so an
+edited configuration is rendered again.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from release.pipeline.contract import Context, StageResult, done
 
@@ -13,12 +15,26 @@ class RenderStage:
     name = "render"
 
     def plan(self, ctx: Context) -> list[str]:
-        return [f"render the Ansible inventory of {ctx.env} pinned to {ctx.tag}"]
+        steps = [f"render the Ansible inventory of {ctx.env} pinned to {ctx.tag}"]
+        if ctx.config.environment(ctx.env).runtime == "k3s":
+            steps.append(f"render and validate the k3s manifests of {ctx.env} pinned to {ctx.tag}")
+        return steps
 
     def run(self, ctx: Context) -> StageResult:
+        from release.errors import BadInput
         from release.render import render_environment
 
         started = time.monotonic()
+        other = _runs_other_product(ctx)
+        if other is not None:
+            # The tag is this product's: pinned into another product's environment it would
+            # install a version that does not exist (on k3s: DiracX images of a DIRAC tag).
+            raise BadInput(
+                f"environment {ctx.env} runs {other}, not {ctx.product}: {ctx.tag} cannot be "
+                "rendered for it",
+                where=str(ctx.config.path),
+                fix=f"pass --env with an environment whose product is {ctx.product}",
+            )
         rendered = render_environment(ctx.config, ctx.env, ctx.tag)
         return done(
             self.name,
@@ -30,6 +46,9 @@ class RenderStage:
 
     def verify(self, ctx: Context) -> str | None:
         import yaml
+
+        if _runs_other_product(ctx) is not None:
+            return f"{ctx.env} runs another product"
 
         from release.render import environment_vars
 
@@ -48,4 +67,27 @@ class RenderStage:
             (values or {}).get(k) != v for k, v in wanted.items() if isinstance(v, str | int | bool)
         ):
             return "the rendered variables differ from release.toml"
+        if env.runtime == "k3s":
+            return _k8s_differs(ctx, base.parent / "k8s")
         return None
+
+
+def _runs_other_product(ctx: Context) -> str | None:
+    """The product the environment runs when it is not the one being released, else None."""
+    named = ctx.config.environment(ctx.env).product
+    return named if named is not None and named != ctx.product else None
+
+
+def _k8s_differs(ctx: Context, folder: Path) -> str | None:
+    """Why the k8s/ folder is not what rendering now would write, or None when it is."""
+    from release.errors import BadInput
+    from release.render.diff import read_render
+    from release.render.k8s import render_k8s
+
+    try:
+        wanted = render_k8s(ctx.config, ctx.env, ctx.tag).files
+    except BadInput as exc:
+        return f"the k3s manifests would not render now: {exc.message}"
+    if read_render(folder) != wanted:
+        return "the rendered k3s manifests differ from release.toml and the values"
+    return None

@@ -1,0 +1,166 @@
+"""JSON Schema checks of what kubernetes-validate cannot know: k3s's CRDs and our chart values.
+
+The schemas live in k8s/schemas/ (HelmChart and HelmChartConfig written from the CRDs'
+documented fields; the diracx values dirac-release sets or relies on). A failure becomes a
+BadInput naming the object or file, the key path and what to change.
+
+jsonschema is imported here, through `load_jsonschema`, and only when a render needs it.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import sys
+import types
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from release.content import content_dir
+from release.errors import BadInput
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
+
+
+def load_jsonschema() -> types.ModuleType:
+    """jsonschema, without paying at import for the IRI grammar nobody here checks.
+
+    jsonschema registers its format checkers when imported, and the `iri` one imports
+    rfc3987_syntax (installed with cyclonedx's json-validation extra), which builds a Lark
+    grammar: about one second, more than a whole render of both environments. Our schemas and
+    kubernetes-validate assert no format, so that module is put behind a stand-in that loads
+    the real one the first time an IRI is actually checked (by anyone in this process): the
+    checks stay the same, only their cost moves to where it is used.
+    """
+    if "jsonschema" not in sys.modules and "rfc3987_syntax" not in sys.modules:
+        try:
+            found = importlib.util.find_spec("rfc3987_syntax") is not None
+        except (ImportError, ValueError):
+            found = False
+        if found:
+            sys.modules["rfc3987_syntax"] = _deferred_rfc3987_syntax()
+    import jsonschema
+
+    module: types.ModuleType = jsonschema
+    return module
+
+
+def _deferred_rfc3987_syntax() -> types.ModuleType:
+    stand_in = types.ModuleType("rfc3987_syntax", "loads the real rfc3987_syntax when first used")
+
+    def is_valid_syntax(rule: str, text: str) -> bool:
+        if sys.modules.get("rfc3987_syntax") is stand_in:
+            del sys.modules["rfc3987_syntax"]
+        import rfc3987_syntax
+
+        result: bool = rfc3987_syntax.is_valid_syntax(rule, text)
+        return result
+
+    stand_in.is_valid_syntax = is_valid_syntax  # type: ignore[attr-defined]
+    return stand_in
+
+
+@functools.cache
+def schema(name: str) -> dict[str, Any]:
+    """k8s/schemas/<name>.schema.json, read once per process."""
+    path = content_dir("k8s") / "schemas" / f"{name}.schema.json"
+    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
+
+
+@functools.cache
+def _validator(name: str) -> Validator:
+    jsonschema = load_jsonschema()
+    document = schema(name)
+    cls = jsonschema.validators.validator_for(document)
+    cls.check_schema(document)
+    validator: Validator = cls(document)
+    return validator
+
+
+def key_path(parts: Any) -> str:
+    """jsonschema's path as the dotted key path a person would write."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def problems(name: str, instance: Any) -> list[tuple[str, str]]:
+    """(key path, message) for each way `instance` breaks schema `name`, in a stable order."""
+    found = []
+    for error in _validator(name).iter_errors(instance):
+        path = list(error.absolute_path)
+        message = error.message
+        if error.validator == "required" and isinstance(error.validator_value, list):
+            held = error.instance if isinstance(error.instance, dict) else {}
+            missing = [k for k in error.validator_value if k not in held]
+            if missing:
+                path.append(missing[0])
+                message = "required key is missing"
+        elif error.validator == "additionalProperties":
+            message = f"unknown field: {message}"
+        if len(message) > 300:
+            message = message[:300] + "..."
+        found.append((key_path(path), message))
+    return sorted(set(found))
+
+
+CRD_SCHEMAS = {"HelmChart": "helmchart", "HelmChartConfig": "helmchartconfig"}
+
+
+def check_crd_object(obj: Mapping[str, Any], source: str) -> None:
+    """A HelmChart or HelmChartConfig against the schema of its CRD."""
+    name = CRD_SCHEMAS[str(obj.get("kind"))]
+    found = problems(name, obj)
+    if found:
+        raise BadInput(
+            f"{obj.get('kind')} does not match its CRD's schema: "
+            + "; ".join(f"{path}: {message}" for path, message in found[:5]),
+            where=source,
+            fix=f"correct those fields (k8s/schemas/{name}.schema.json lists the fields "
+            "helm-controller knows and their types)",
+        )
+
+
+#: What to change when a key of the values we own is wrong.
+VALUE_FIXES: dict[str, Callable[[str, str], str]] = {
+    "diracx.hostname": lambda env, file: (
+        f"set environments.{env}.k3s.hostname in release.toml (a DNS name such as "
+        f"'diracx.example.org'), or diracx.hostname in {file}"
+    ),
+    "developer.enabled": lambda env, file: (
+        f"remove developer.enabled from {file} (or set it to false): developer mode mounts "
+        "sources and reloads code, it never runs in production"
+    ),
+}
+
+
+def check_values(
+    values: Mapping[str, Any], *, production: bool, env_name: str, values_file: Path
+) -> None:
+    """The merged chart values against the schema of the values we own."""
+    found = problems("diracx-values", values)
+    if production:
+        found += problems("diracx-values-production", values)
+    if not found:
+        return
+    fixes = [
+        VALUE_FIXES[path](env_name, str(values_file)) for path, _ in found if path in VALUE_FIXES
+    ]
+    fixes.append(
+        f"correct the key(s) in {values_file} (the types are in "
+        "k8s/schemas/diracx-values.schema.json; settings are environment variables: strings, "
+        "so quote true, false and numbers)"
+    )
+    raise BadInput(
+        "chart values of "
+        + env_name
+        + " are not valid: "
+        + "; ".join(f"{path}: {message}" for path, message in found[:8]),
+        where=str(values_file),
+        fix="\n".join(dict.fromkeys(fixes)),
+    )
