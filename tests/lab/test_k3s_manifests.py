@@ -26,31 +26,22 @@ from tests.conftest import lab_skip
 
 pytestmark = pytest.mark.lab
 
-ANSIBLE_DIR = Path(__file__).resolve().parents[2] / "ansible"
+ROOT = Path(__file__).resolve().parents[2]
+ANSIBLE_DIR = ROOT / "ansible"
 STANDIN = Path(__file__).resolve().parent / "standins" / "k3s.py"
 MANIFESTS = "/var/lib/rancher/k3s/server/manifests"
 STATE = "/var/lib/k3s-standin/objects.json"
 
 
-def render(folder: Path, chart_version: str, image_tag: str) -> Path:
-    """Manifests in the form dirac-release renders them for a k3s environment."""
-    folder.mkdir(parents=True)
-    (folder / "diracx-namespace.yaml").write_text(
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: diracx\n"
-    )
-    (folder / "diracx-helmchart.yaml").write_text(
-        "apiVersion: helm.cattle.io/v1\nkind: HelmChart\nmetadata:\n  name: diracx\n"
-        "  namespace: kube-system\nspec:\n  repo: https://charts.diracgrid.org/\n"
-        f"  chart: diracx\n  version: {chart_version}\n  targetNamespace: diracx\n"
-        "  failurePolicy: abort\n  valuesContent: |-\n    global:\n      images:\n"
-        f"        tag: {image_tag}\n"
-    )
-    (folder / "diracx-traefik-config.yaml").write_text(
-        "apiVersion: helm.cattle.io/v1\nkind: HelmChartConfig\nmetadata:\n  name: traefik\n"
-        "  namespace: kube-system\nspec:\n  valuesContent: |-\n    ports:\n      websecure:\n"
-        "        tls:\n          enabled: true\n"
-    )
-    return folder
+def render(out: Path, version: str) -> Path:
+    """The manifests `dirac-release render` writes for the shipped certification environment
+    (DiracX on k3s, checked offline as it renders them)."""
+    from release.config import load_config
+    from release.render import render_environment
+
+    config = load_config(ROOT / "release.toml", environ={})
+    render_environment(config, "certification", version, out)
+    return out / "certification" / version / "k8s" / "manifests"
 
 
 @pytest.fixture(scope="module")
@@ -99,25 +90,25 @@ def test_manifests_are_placed_replaced_and_removed_the_k3s_way(
     lab: LabNetwork, tmp_path: Path
 ) -> None:
     host = lab.host("cctbk3s01")
-    v1 = render(tmp_path / "v0.7.0", "1.0.0", "v0.7.0")
+    v1 = render(tmp_path / "rendered", "v0.7.0")
     first = play(lab, tmp_path, "-e", f"diracx_k3s_source={v1}")
     assert first.returncode == 0, first.stdout[-3000:]
     assert files(host) == {".": "700 root", "traefik.yaml": "644 root",
-                           "diracx-namespace.yaml": "600 root", "diracx-helmchart.yaml": "600 root",
+                           "diracx-namespace.yaml": "600 root", "diracx.yaml": "600 root",
                            "diracx-traefik-config.yaml": "600 root"}  # fmt: skip
-    placed = host.run(f"cat {MANIFESTS}/diracx-helmchart.yaml").stdout.decode()
-    assert placed == (v1 / "diracx-helmchart.yaml").read_text()
+    placed = host.run(f"cat {MANIFESTS}/diracx.yaml").stdout.decode()
+    assert placed == (v1 / "diracx.yaml").read_text() and "tag: v0.7.0" in placed
 
     again = play(lab, tmp_path, "-e", f"diracx_k3s_source={v1}")
     assert again.returncode == 0 and changed(again) == 0  # k3s sees no change, applies nothing
 
     # The next release: only the HelmChart's pins change, only that file is written.
-    v2 = render(tmp_path / "v0.8.0", "1.1.0", "v0.8.0")
+    v2 = render(tmp_path / "rendered", "v0.8.0")
     before = host.run(f"stat -c %Y {MANIFESTS}/diracx-namespace.yaml").stdout
     upgrade = play(lab, tmp_path, "-e", f"diracx_k3s_source={v2}")
     assert upgrade.returncode == 0 and changed(upgrade) == 1, upgrade.stdout[-3000:]
-    placed = host.run(f"cat {MANIFESTS}/diracx-helmchart.yaml").stdout.decode()
-    assert "version: 1.1.0" in placed and "tag: v0.8.0" in placed
+    placed = host.run(f"cat {MANIFESTS}/diracx.yaml").stdout.decode()
+    assert placed == (v2 / "diracx.yaml").read_text() and "tag: v0.8.0" in placed
     assert host.run(f"stat -c %Y {MANIFESTS}/diracx-namespace.yaml").stdout == before
 
     # A manifest an earlier render had and this one has not: k3s would keep its objects, so the
@@ -128,17 +119,18 @@ def test_manifests_are_placed_replaced_and_removed_the_k3s_way(
     assert "diracx-old.yaml" in files(host)
 
     # A render with a name k3s refuses (an underscore): refused before anything is touched.
-    bad = render(tmp_path / "bad", "1.2.0", "v0.9.0")
-    (bad / "diracx-helmchart.yaml").rename(bad / "diracx_helmchart.yaml")
+    bad = tmp_path / "bad"
+    shutil.copytree(render(tmp_path / "rendered", "v0.9.0"), bad)
+    (bad / "diracx.yaml").rename(bad / "diracx_chart.yaml")
     refused = play(lab, tmp_path, "-e", f"diracx_k3s_source={bad}")
-    assert refused.returncode != 0 and "diracx_helmchart.yaml" in refused.stdout
-    assert "version: 1.1.0" in host.run(f"cat {MANIFESTS}/diracx-helmchart.yaml").stdout.decode()
+    assert refused.returncode != 0 and "diracx_chart.yaml" in refused.stdout
+    assert "tag: v0.8.0" in host.run(f"cat {MANIFESTS}/diracx.yaml").stdout.decode()
 
     # Removal: what k3s deployed from our files (and their AddOns) deleted through the API,
     # then the files; k3s's own manifest and objects stay.
     cluster = ["Namespace//diracx", "HelmChart/kube-system/diracx",
                "HelmChartConfig/kube-system/traefik", "HelmChart/kube-system/traefik",
-               *(f"Addon/kube-system/{n}" for n in ("diracx-namespace", "diracx-helmchart",
+               *(f"Addon/kube-system/{n}" for n in ("diracx-namespace", "diracx",
                                                    "diracx-traefik-config", "traefik"))]  # fmt: skip
     host.run(f"mkdir -p /var/lib/k3s-standin && cat > {STATE}", input=json.dumps(cluster).encode())
     removed = play(lab, tmp_path, "-e", "diracx_k3s_state=absent")

@@ -8,7 +8,7 @@ it writes under rendered/<env>/<tag>/k8s/:
 - manifests/<namespace>-namespace.yaml: the Namespace;
 - manifests/<release>.yaml: the HelmChart of the diracx chart, chart source and version
   pinned, values = the environment's values + the release's pins, failurePolicy abort;
-- manifests/traefik-config.yaml: the HelmChartConfig tuning k3s's traefik (when the
+- manifests/diracx-traefik-config.yaml: the HelmChartConfig tuning k3s's traefik (when the
   environment has a traefik.yaml);
 - secrets.yaml: the names (never the values) of the Secrets the chart expects, for Ansible.
 
@@ -164,7 +164,7 @@ def render_k8s(config: ReleaseConfig, env_name: str, tag: str) -> RenderedK8s:
         ),
     }
     if values.traefik is not None:
-        files[f"{MANIFESTS}/traefik-config.yaml"] = render_template(
+        files[f"{MANIFESTS}/diracx-traefik-config.yaml"] = render_template(
             "helmchartconfig.yaml.j2",
             header=header,
             name="traefik",
