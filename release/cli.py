@@ -22,6 +22,7 @@ from release.commands import (
     cmd_demo,
     cmd_deploy,
     cmd_github_release,
+    cmd_k3s,
     cmd_lab,
     cmd_notes,
     cmd_promote,
@@ -338,6 +339,27 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write product, cvmfs_repository and platforms to $GITHUB_OUTPUT",
     )
+
+    k3s = add("k3s", cmd_k3s, "wait, bounded, for DiracX's rollout on k3s (install Job, "
+              "then Deployments)", config=False)  # fmt: skip
+    k3s.add_argument("action", choices=["wait"], help="wait: until the HelmChart's install Job "
+                     "succeeded and the Deployments are Available; exit 1 with the failing "
+                     "object's conditions and Events when one fails or --timeout passes")  # fmt: skip
+    k3s.add_argument("--kubeconfig", type=Path, required=True, metavar="PATH",
+                     help="the cluster's kubeconfig (the only one read; e.g. a copy of "
+                     "/etc/rancher/k3s/k3s.yaml)")  # fmt: skip
+    k3s.add_argument("--context", help="the kubeconfig's context (default: its current-context)")
+    k3s.add_argument(
+        "--namespace", required=True, metavar="NS", help="where DiracX's Deployments run"
+    )
+    k3s.add_argument("--chart", required=True, help="the HelmChart's name, e.g. diracx")
+    k3s.add_argument("--chart-namespace", default="kube-system",
+                     help="the HelmChart's namespace (default: kube-system)")  # fmt: skip
+    k3s.add_argument("--deployment", action="append", dest="deployments", metavar="NAME",
+                     help="a Deployment to wait for (repeatable; default: every Deployment "
+                     "labelled app.kubernetes.io/instance=CHART)")  # fmt: skip
+    k3s.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                     help="seconds for the whole wait (default: 600)")  # fmt: skip
 
     from release.lab.cli import add_arguments as add_lab_arguments  # argparse only
 

@@ -181,6 +181,21 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_k3s(args: argparse.Namespace) -> int:
+    """Wait, bounded, for DiracX's rollout on k3s: the HelmChart's install Job (k3s's
+    helm-controller), then the chart's Deployments, read through the Kubernetes API."""
+    from release.k3s.rollout import wait_for_rollout
+
+    result = wait_for_rollout(
+        args.kubeconfig, namespace=args.namespace, chart=args.chart,
+        chart_namespace=args.chart_namespace, deployments=args.deployments,
+        timeout=args.timeout, context=args.context,
+        progress=present.note if _live(args) else None,
+    )  # fmt: skip
+    present.k3s_rollout(result.as_dict(), args.json)
+    return 0
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Roll an environment's hosts back to their previous version, or to a named one."""
     from release.deploy import check_outcome, run_playbook

@@ -240,6 +240,26 @@ def hosts(result: dict[str, Any], as_json: bool) -> None:
     )
 
 
+def k3s_rollout(result: dict[str, Any], as_json: bool) -> None:
+    """A finished rollout wait: the install Job and each Deployment, with when each was done."""
+    from release.output import markdown_table, print_json, step_summary, table
+
+    if as_json:
+        print_json(result)
+        return
+    columns = ["object", "state", "done after (s)"]
+    rows = [[f"Job {result['chart_namespace']}/{result['job']}", "succeeded",
+             f"{result['job_seconds']:.1f}"]]  # fmt: skip
+    rows += [
+        [f"Deployment {result['namespace']}/{d['name']}", f"available ({d['replicas']})",
+         f"{d['seconds']:.1f}"]
+        for d in result["deployments"]
+    ]  # fmt: skip
+    title = f"k3s rollout of {result['chart']} on {result['server']}: done in {result['seconds']} s"
+    table(title, columns, rows)
+    step_summary(f"### {title}\n\n" + markdown_table(columns, rows))
+
+
 def certification(record: dict[str, Any], as_json: bool) -> None:
     from release.certify.report import COLUMNS, markdown, rows
     from release.output import print_json, step_summary, table
