@@ -3,7 +3,7 @@
 No k3s can run here: the host gets the manifests folder k3s's deploy controller reads and, for
 removal, a stand-in `k3s kubectl delete` (tests/lab/standins/k3s.py) that keeps the objects
 k3s would have deployed from the placed files. Shown: placement with k3s's modes, a second run
-that changes nothing, a new version replacing only the file whose pins changed, a manifest no
+that changes nothing, a new version's render replacing the files, a manifest no
 longer rendered left alone and reported, refusal of a name k3s cannot take before anything is
 touched, and removal the k3s way (the objects deleted through the API, then the files) that
 leaves k3s's own manifests alone.
@@ -102,14 +102,15 @@ def test_manifests_are_placed_replaced_and_removed_the_k3s_way(
     again = play(lab, tmp_path, "-e", f"diracx_k3s_source={v1}")
     assert again.returncode == 0 and changed(again) == 0  # k3s sees no change, applies nothing
 
-    # The next release: only the HelmChart's pins change, only that file is written.
+    # The next release: every file carries the version (labels), each is replaced by the new
+    # render; the chart's pins follow the tag.
     v2 = render(tmp_path / "rendered", "v0.8.0")
-    before = host.run(f"stat -c %Y {MANIFESTS}/diracx-namespace.yaml").stdout
     upgrade = play(lab, tmp_path, "-e", f"diracx_k3s_source={v2}")
     assert upgrade.returncode == 0 and changed(upgrade) == 1, upgrade.stdout[-3000:]
-    placed = host.run(f"cat {MANIFESTS}/diracx.yaml").stdout.decode()
-    assert placed == (v2 / "diracx.yaml").read_text() and "tag: v0.8.0" in placed
-    assert host.run(f"stat -c %Y {MANIFESTS}/diracx-namespace.yaml").stdout == before
+    for name in ("diracx-namespace.yaml", "diracx.yaml", "diracx-traefik-config.yaml"):
+        placed = host.run(f"cat {MANIFESTS}/{name}").stdout.decode()
+        assert placed == (v2 / name).read_text() and "v0.8.0" in placed
+    assert "tag: v0.8.0" in host.run(f"cat {MANIFESTS}/diracx.yaml").stdout.decode()
 
     # A manifest an earlier render had and this one has not: k3s would keep its objects, so the
     # role leaves it and says so; it never deletes on its own.
