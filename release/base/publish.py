@@ -95,6 +95,11 @@ def publish_base(
                 f"Linux-{arch}: left out {len(s.left_out)} device node(s)/FIFO(s) "
                 f"({', '.join(s.left_out[:4])}): a container runtime provides them"
             )
+        if s.mount_points:
+            notes.append(
+                f"Linux-{arch}: mount point(s) the root filesystem lacked, added empty: "
+                f"{', '.join('/' + m for m in s.mount_points)}"
+            )
         if s.normalised:
             notes.append(
                 f"Linux-{arch}: {len(s.normalised)} file(s) published as 755/644 "

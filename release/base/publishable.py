@@ -12,6 +12,10 @@ without changing what it means:
 - device nodes, FIFOs and sockets are left out (a container runtime brings /dev), set-uid
   and odd modes become 755/644 (CVMFS serves no set-uid and everything world-readable, which
   the summary says), and an empty folder (a mount point such as /proc) keeps a marker file;
+- a root filesystem has the mount points a container needs (/dev, /proc, /sys, /tmp, /run,
+  /mnt) even when its source lacks one (debootstrap's minbase has no /mnt): a read-only
+  tree on CVMFS cannot get them later, and what is published must not depend on whether a
+  smoke test happened to create one in the source first;
 - a root filesystem gets a `diracosrc` that works inside it and says how to get there when
   sourced outside; a DIRACOS2 prefix keeps its own.
 
@@ -34,6 +38,7 @@ from release.config.bases import Base
 from release.errors import BadInput
 
 KEEP_NAME = ".dirac-release-keep"
+ROOTFS_MOUNT_POINTS = ("dev", "mnt", "proc", "run", "sys", "tmp")
 INSTALL_SOURCE = "installSource"
 
 _ROOTFS_RC = """\
@@ -71,6 +76,7 @@ class StagedPlatform:
     relinked: int = 0
     normalised: list[str] = field(default_factory=list)
     private: list[str] = field(default_factory=list)
+    mount_points: list[str] = field(default_factory=list)
 
 
 def _relative_target(rel: str, target: str, root_path: str, layout: str) -> str | None:
@@ -134,6 +140,12 @@ def stage_tree(src: Path, dest: Path, *, layout: str, arch: str) -> StagedPlatfo
         dirnames[:] = [d for d in dirnames if d in kept]
         if not os.listdir(out_dir) and rel_dir != ".":
             (out_dir / KEEP_NAME).write_bytes(b"")
+    if layout == "rootfs":
+        for name in ROOTFS_MOUNT_POINTS:
+            if not os.path.lexists(dest / name):
+                (dest / name).mkdir()
+                (dest / name / KEEP_NAME).write_bytes(b"")
+                staged.mount_points.append(name)
     if escaping:
         raise BadInput(
             f"the {arch} base holds {len(escaping)} absolute link(s) that leave it: "

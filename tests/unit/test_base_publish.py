@@ -84,6 +84,12 @@ def test_a_base_is_published_as_clients_use_it(site: Path) -> None:
     assert link.read_bytes() == b"not elf"
     assert not (amd64 / "dev-initctl").exists()  # a FIFO is the running system's
     assert (amd64 / "proc/.dirac-release-keep").is_file()  # the mount point stays
+    # The mount points a container binds into exist although the source lacked them (as
+    # debootstrap's minbase lacks /mnt); nothing is written into the source for that.
+    for name in ("dev", "mnt", "run", "sys", "tmp"):
+        assert (amd64 / name / ".dirac-release-keep").is_file(), name
+    assert not (site / "rootfs-amd64/mnt").exists()
+    assert not (arm64_prefix := repo / "diracos/12.8/Linux-aarch64/mnt").exists(), arm64_prefix
     assert not (amd64 / "usr/bin/passwd").stat().st_mode & 0o7000  # no set-uid on CVMFS
     assert (amd64 / "diracosrc").is_file()
     arm64 = repo / "diracos/12.8/Linux-aarch64"
@@ -95,6 +101,10 @@ def test_a_base_is_published_as_clients_use_it(site: Path) -> None:
     assert "left out 1 device node(s)/FIFO(s) (dev-initctl)" in notes
     assert "usr/bin/passwd (4755)" in notes and "etc/shadow" in notes
     assert "1 absolute link(s) made relative" in notes
+    assert (
+        "mount point(s) the root filesystem lacked, added empty: /dev, /mnt, /run, /sys, /tmp"
+        in notes
+    )
     # Once per version: a rerun is a checked no-op, and retention never takes a base away.
     again = publish_base(config, "debian", ["x86_64", "aarch64"])
     assert (again["status"], again["revision"]) == ("already published", result["revision"])
