@@ -218,6 +218,7 @@ def token_checks(client: Client, settings: CertifySettings, key: SecretStr | Non
     def final_state() -> str:
         started = time.monotonic()
         status = "?"
+        seen: list[str] = []  # each change of status: a job that cycles shows it
         while time.monotonic() - started < settings.job_timeout:
             body = {"parameters": ["JobID", "Status"], "search": search_filter()}
             data = (
@@ -225,10 +226,16 @@ def token_checks(client: Client, settings: CertifySettings, key: SecretStr | Non
                 or []
             )
             status = str(data[0].get("Status")) if data else "?"
+            if not seen or seen[-1] != status:
+                seen.append(status)
             if status in FINAL_STATES:
                 return f"job {job['id']} {status} after {time.monotonic() - started:.0f} s"
             time.sleep(JOB_POLL_S)
-        raise CheckFailure(f"job {job['id']} still {status} after {settings.job_timeout:.0f} s")
+        path = " -> ".join(seen[-6:])
+        raise CheckFailure(
+            f"job {job['id']} still {status} after {settings.job_timeout:.0f} s; statuses seen: "
+            + (f"{len(seen)} changes, the last {path}" if len(seen) > 6 else path)
+        )
 
     steps: list[tuple[str, Callable[[], str]]] = [
         (names[0], exchange), (names[1], userinfo), (names[2], etag), (names[3], submit),

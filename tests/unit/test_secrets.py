@@ -7,7 +7,6 @@ Every case plants a unique marker in the secret and then searches all output for
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import secrets
@@ -15,7 +14,6 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +30,7 @@ from release.config import CertifySettings
 from release.credentials import REDACTED, forget_all, remember
 from release.errors import BadInput, InfrastructureError
 from tests.publishing import write_config
+from tests.scripted_server import ScriptedServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -195,45 +194,6 @@ def test_a_good_key_is_accepted_and_its_value_hidden(tmp_path: Path) -> None:
 # -- servers that echo, redirect, loop ---------------------------------------------------------
 
 
-class _Server:
-    """A local HTTP server whose answers a test scripts; it records every request it gets."""
-
-    def __init__(self, answer: Any) -> None:
-        self.requests: list[tuple[str, str, dict[str, str]]] = []
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                owner.requests.append((self.command, self.path, dict(self.headers.items())))
-                status, headers, payload = answer(self, body)
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = _any
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> _Server:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=10)
-
-
 def echo_everything(handler: Any, body: bytes) -> tuple[int, dict[str, str], bytes]:
     """A misconfigured proxy: every answer echoes the request line, headers and body."""
     echoed = f"{handler.command} {handler.path}\n{handler.headers}\n".encode() + body
@@ -250,7 +210,7 @@ SETTINGS = CertifySettings(user="ci", vo="vodemo", group="vodemo_user", workers=
 
 def test_a_server_that_echoes_credentials_gets_none_into_evidence() -> None:
     key, token = remember("K" * 16 + marker()), "eyJ" + marker() + "." + marker()
-    with _Server(echo_everything) as server:
+    with ScriptedServer(echo_everything) as server:
         server.httpd.token = token  # type: ignore[attr-defined]
         checks = token_checks(Client(server.url), SETTINGS, key)
     evidence = json.dumps([c.as_dict() for c in checks])
@@ -266,14 +226,14 @@ def test_a_server_that_echoes_credentials_gets_none_into_evidence() -> None:
 
 
 @contextmanager
-def _redirecting(code: int, where: Any) -> Iterator[tuple[_Server, _Server]]:
+def _redirecting(code: int, where: Any) -> Iterator[tuple[ScriptedServer, ScriptedServer]]:
     """`front` redirects the exchange with `code` to where(front, other); `other` answers 200."""
 
     def other_answer(handler: Any, body: bytes) -> tuple[int, dict[str, str], bytes]:
         return 200, {}, json.dumps({"access_token": "eyJ" + marker()}).encode()
 
-    with _Server(other_answer) as other:
-        holder: dict[str, _Server] = {}
+    with ScriptedServer(other_answer) as other:
+        holder: dict[str, ScriptedServer] = {}
 
         def front_answer(handler: Any, body: bytes) -> tuple[int, dict[str, str], bytes]:
             if handler.path.startswith("/api/auth/legacy-exchange"):
@@ -282,7 +242,7 @@ def _redirecting(code: int, where: Any) -> Iterator[tuple[_Server, _Server]]:
                 return 200, {}, json.dumps({"access_token": "eyJ" + marker()}).encode()
             return 404, {}, b""
 
-        with _Server(front_answer) as front:
+        with ScriptedServer(front_answer) as front:
             holder["front"] = front
             yield front, other
 
@@ -335,7 +295,7 @@ def test_a_redirect_loop_is_bounded() -> None:
     def loop(handler: Any, body: bytes) -> tuple[int, dict[str, str], bytes]:
         return 302, {"Location": f"/hop{len(server.requests)}"}, b""
 
-    with _Server(loop) as server:
+    with ScriptedServer(loop) as server:
         checks = token_checks(Client(server.url), SETTINGS, key)
     assert checks[0].result == FAILED and "redirects" in checks[0].evidence
     assert len(server.requests) <= 7

@@ -52,6 +52,16 @@ _SCHEDULER = (
     "from vodemo.tasks import run_scheduler; run_scheduler(float(sys.argv[2]))"
 )
 DEFAULT_CHECK_S = 1.0
+# A worker, with DiracX's dummy executor made safe against its start-up race (see
+# run_worker); the command line ends with the worker's own arguments, for ps and for admins.
+_WORKER = (
+    "import site, sys; p = sys.argv[1]; sys.path.insert(0, p); site.addsitedir(p); "
+    "from vodemo.tasks import run_worker; run_worker(sys.argv[2:])"
+)
+# How long after the monitor the executor first looks, and how often it looks again while the
+# monitor's move to Waiting is not visible yet (bounded: then the monitor schedules it anew).
+EXECUTOR_DELAY_S = 1.0
+EXECUTOR_LOOKS = 30
 
 
 def run_scheduler(check_interval: float) -> None:
@@ -75,6 +85,80 @@ def run_scheduler(check_interval: float) -> None:
     scheduler.TaskScheduler = CheckingScheduler  # start_scheduler imports it when it runs
     sys.argv = ["diracx-tasks", "scheduler"]
     task_run.main()
+
+
+def run_worker(args: list[str]) -> None:
+    """A diracx-tasks worker whose dummy executor never acts on a job it cannot see Waiting.
+
+    DiracX's dummy-executor monitor moves a Received job to Waiting and schedules the executor
+    in the same database transaction, which commits only when the monitor returns. A worker
+    that picks the executor up first still reads Received; the state machine then refuses
+    Matched, Running and Done and records each as Received, the last one dated 5 s in the
+    future. That future Received outlives every later attempt, so the job cycles
+    Received -> Waiting -> Received for ever and certification waits for a final state in vain
+    (seen in CI: one job in ~10, on a busy machine). Here the executor starts a second after
+    the monitor, and looks first: a job still Received is looked at again a second later
+    (bounded), a job in any state but Waiting is left alone.
+    """
+    from diracx.tasks import task_run
+
+    make_executor_wait_for_waiting()
+    sys.argv = ["diracx-tasks", *args]
+    task_run.main()
+
+
+def make_executor_wait_for_waiting() -> None:
+    """Patch DiracX's DummyJobExecutorTask in this process (see run_worker for why)."""
+    import functools
+    import logging
+    from datetime import UTC, datetime, timedelta
+
+    from diracx.core.models import JobStatus, ScalarSearchOperator, ScalarSearchSpec
+    from diracx.tasks.jobs import dummy_job_executor
+
+    task = dummy_job_executor.DummyJobExecutorTask
+    if getattr(task, "_vodemo_waits", False):
+        return
+    log = logging.getLogger("vodemo.tasks")
+    schedule, execute = task.schedule, task.execute
+    looks: dict[int, int] = {}
+
+    def later() -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=EXECUTOR_DELAY_S)
+
+    @functools.wraps(schedule)
+    async def delayed_schedule(self: object, *, at_time: datetime | None = None,
+                               labels: dict[str, object] | None = None) -> str:  # fmt: skip
+        result: str = await schedule(self, at_time=at_time or later(), labels=labels)
+        return result
+
+    # functools.wraps keeps execute's signature: DiracX injects its dependencies by it.
+    @functools.wraps(execute)
+    async def execute_when_waiting(self: object, **deps: object) -> int:
+        job_id = int(self.job_id)  # type: ignore[attr-defined]
+        spec = ScalarSearchSpec(
+            parameter="JobID", operator=ScalarSearchOperator.EQUAL, value=job_id
+        )
+        _, rows = await deps["job_db"].search(["Status"], [spec], [])  # type: ignore[attr-defined]
+        status = rows[0]["Status"] if rows else None
+        if status == JobStatus.RECEIVED:
+            looks[job_id] = looks.get(job_id, 0) + 1
+            if looks[job_id] <= EXECUTOR_LOOKS:
+                await type(self)(job_id=job_id).schedule(at_time=later())  # type: ignore[call-arg]
+            else:
+                log.warning("job %d still Received after %d looks: left to the monitor",
+                            job_id, EXECUTOR_LOOKS)  # fmt: skip
+            return job_id
+        looks.pop(job_id, None)
+        if status != JobStatus.WAITING:
+            log.info("job %d is %s, not Waiting: nothing to execute", job_id, status)
+            return job_id
+        result: int = await execute(self, **deps)
+        return result
+
+    task.schedule = delayed_schedule  # type: ignore[method-assign]
+    task.execute = execute_when_waiting  # type: ignore[attr-defined]
+    task._vodemo_waits = True  # type: ignore[attr-defined]
 
 
 def _redis_answers(port: int) -> bool:
@@ -175,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     for size in SIZES:
         children[f"{size} worker"] = _start(
             ["worker", "--worker-size", size, "--max-concurrent-tasks", str(args.max_concurrent_tasks)],
-            env,
+            env, _WORKER,
         )
     _say(f"task system up: Redis {redis_url.split('@')[-1]}, scheduler, workers {', '.join(SIZES)}")
     ended = ""

@@ -1,0 +1,47 @@
+"""A local HTTP server on the loopback whose answers a test scripts, for clients of HTTP APIs
+(certification's DiracX checks) tested without the real service."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from typing import Any
+
+
+class ScriptedServer:
+    """A local HTTP server whose answers a test scripts; it records every request it gets."""
+
+    def __init__(self, answer: Any) -> None:
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                owner.requests.append((self.command, self.path, dict(self.headers.items())))
+                status, headers, payload = answer(self, body)
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _any
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> ScriptedServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=10)
