@@ -238,6 +238,22 @@ def hosts(result: dict[str, Any], as_json: bool) -> None:
         f"### {result['action']} {result['version']} ({result['environment']})\n\n"
         + markdown_table(columns, rows)
     )
+    _k3s_deploy_end(result)
+
+
+def _k3s_deploy_end(result: dict[str, Any]) -> None:
+    """After a k3s deploy's host table: the rollout as it was waited for, or why it was not,
+    and what a rollback did."""
+    rollout = result.get("rollout")
+    if result.get("runtime") != "k3s" or not rollout:
+        return
+    if rollout.get("ok"):
+        k3s_rollout(rollout, False)
+    elif not rollout.get("waited"):
+        note(f"rollout not waited for: {rollout['reason']}")
+    rollback = result.get("rollback")
+    if rollback:
+        note(f"rollback: {rollback['result']}")
 
 
 def k3s_rollout(result: dict[str, Any], as_json: bool) -> None:

@@ -35,17 +35,24 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 Json = dict[str, Any]
 State = Json | None
 
 CREATED = "2026-12-01T10:00:00Z"
+#: A time an object's state may carry that the fake replaces by when that state began (its
+#: first request plus the state's offset), for objects that must look made after the test
+#: began: the Job helm-controller makes for the manifest a deploy placed.
+AT_STATE_START = "@at-state-start@"
+CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
 
 #: resource → (apiVersion, kind), as the API serves them.
 RESOURCES = {
@@ -87,7 +94,12 @@ class FakeKube:
     #: Time windows (seconds on the fake's clock) answered 503.
     outages: list[tuple[float, float]] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
+    #: Listen in this network namespace (/run/netns/<name>) instead of the test's own: where
+    #: a lab test's commands run (`ip netns exec`), 127.0.0.1 is that namespace's loopback.
+    netns: str | None = None
     _t0: float | None = None
+    _t0_wall: datetime | None = None
+    _starts: dict[int, float] = field(default_factory=dict)
     _versions: itertools.count[int] = field(default_factory=lambda: itertools.count(1000))
     _stamped: dict[int, str] = field(default_factory=dict)
 
@@ -100,6 +112,7 @@ class FakeKube:
         resource = _resource_of(first)
         key = (resource, first["metadata"]["namespace"], first["metadata"]["name"])
         self.objects[key] = sorted(timeline, key=lambda step: step[0])
+        self._starts.update((id(state), at) for at, state in timeline if state is not None)
 
     def now(self) -> float:
         return 0.0 if self._t0 is None else time.monotonic() - self._t0
@@ -130,7 +143,12 @@ class FakeKube:
             def do_GET(self) -> None:
                 fake._handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if self.netns is None:
+            self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        else:
+            self.server = in_netns(
+                self.netns, lambda: ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            )
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
                                        daemon=True)  # fmt: skip
@@ -186,6 +204,7 @@ class FakeKube:
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         if self._t0 is None:
             self._t0 = time.monotonic()
+            self._t0_wall = datetime.now(UTC)
         split = urlsplit(handler.path)
         query = parse_qs(split.query, keep_blank_values=True)
         authorized = handler.headers.get("Authorization") == f"Bearer {self.token}"
@@ -261,7 +280,11 @@ class FakeKube:
 
     def _stamp(self, state: Json) -> Json:
         """The object as served: a resourceVersion per state (a new state, a new version)."""
-        item = json.loads(json.dumps(state))
+        text = json.dumps(state)
+        if AT_STATE_START in text and self._t0_wall is not None:
+            began = self._t0_wall + timedelta(seconds=self._starts.get(id(state), 0.0))
+            text = text.replace(AT_STATE_START, began.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        item: Json = json.loads(text)
         version = self._stamped.setdefault(id(state), str(next(self._versions)))
         item["metadata"].setdefault("resourceVersion", version)
         return item
@@ -295,6 +318,37 @@ def _matches(obj: Json, labels: dict[str, str], fields: dict[str, str]) -> bool:
         if current != value:
             return False
     return True
+
+
+def in_netns(netns: str, make: Callable[[], T]) -> T:
+    """`make()` run in a thread that joined network namespace `netns` first: the sockets it
+    opens stay in that namespace (setns changes only the calling thread's)."""
+    import ctypes
+    import os
+
+    made: list[T] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+            try:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    errno = ctypes.get_errno()
+                    raise OSError(errno, f"setns into {netns}: {os.strerror(errno)}")
+            finally:
+                os.close(fd)
+            made.append(make())
+        except BaseException as exc:  # handed to the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=30)
+    if failed:
+        raise failed[0]
+    return made[0]
 
 
 def free_port() -> int:

@@ -98,6 +98,8 @@ def host_checks(config: ReleaseConfig, env_name: str, tag: str) -> list[Check]:
     from release.deploy import HostOutcome, run_playbook
 
     env = config.environment(env_name)
+    if env.runtime == "k3s":
+        return k3s_host_checks(config, env_name, tag)
     started = time.monotonic()
     result = run_playbook(config, env_name=env_name, version=tag, action="verify", echo=False)
     seconds = round((time.monotonic() - started) / max(len(env.hosts), 1), 3)
@@ -136,6 +138,32 @@ def host_checks(config: ReleaseConfig, env_name: str, tag: str) -> list[Check]:
         checks.append(Check("hosts", "services up", name, FAILED if down else PASSED,
                             "; ".join(down) if down else "; ".join(str(s) for _, s, _ in services) or "no services",
                             seconds))  # fmt: skip
+    return checks
+
+
+def k3s_host_checks(config: ReleaseConfig, env_name: str, tag: str) -> list[Check]:
+    """On k3s the hosts run no DiracX service of ours: what they must hold is the render of
+    `tag`, byte for byte, in k3s's manifests folder (checked by placing it in check mode)."""
+    from release.deploy import HostOutcome, run_playbook
+
+    env = config.environment(env_name)
+    started = time.monotonic()
+    result = run_playbook(config, env_name=env_name, version=tag, action="place", plan=True,
+                          echo=False)  # fmt: skip
+    seconds = round((time.monotonic() - started) / max(len(env.hosts), 1), 3)
+    checks = []
+    for host in result["hosts"]:
+        name, facts = host["host"], host.get("facts") or {}
+        if host["result"] == HostOutcome.UNREACHABLE:
+            checks.append(Check("hosts", f"k3s manifests pin {tag}", name, UNREACHABLE,
+                                host["reason"] or "unreachable", seconds))  # fmt: skip
+        elif host["result"] == "unchanged":
+            checks.append(Check("hosts", f"k3s manifests pin {tag}", name, PASSED,
+                                f"the render of {tag} is in place", seconds))  # fmt: skip
+        else:
+            differs = ", ".join(facts.get("changed") or []) or host["reason"] or host["result"]
+            checks.append(Check("hosts", f"k3s manifests pin {tag}", name, FAILED,
+                                f"not the render of {tag}: {differs}", seconds))  # fmt: skip
     return checks
 
 

@@ -119,6 +119,13 @@ class K3sSettings(_Frozen):
     values_secret: str = "diracx-secret-values"  # noqa: S105 - a name, not a secret
     # How long helm-controller lets one install or upgrade run.
     helm_timeout: int = Field(default=900, ge=60, le=7200, strict=True)
+    # A kubeconfig for the cluster (relative to release.toml; e.g. the server's
+    # /etc/rancher/k3s/k3s.yaml with its server: address made reachable). With it, `deploy`
+    # waits for the rollout and rolls back a failed one; without it, deploy places the
+    # manifests and says the rollout was not watched.
+    kubeconfig: str | None = None
+    # How long deploy waits for the install Job and the Deployments, in seconds.
+    rollout_timeout: float = Field(default=900.0, gt=0, le=7200, strict=True)
 
     @field_validator("namespace", "release", "values_secret")
     @classmethod

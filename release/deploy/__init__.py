@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -36,6 +36,7 @@ PLAYBOOKS = {
     "upgrade": "upgrade.yml",
     "rollback": "rollback.yml",
     "verify": "verify.yml",  # read-only: what each host runs (certify)
+    "place": "k3s.yml",  # a k3s environment: the rendered manifests into k3s's folder
 }
 
 
@@ -287,7 +288,7 @@ def run_playbook(
     env = config.environment(env_name)
     ledger = config.ledger(config.product(env.product)[0], "environments")
     tag = parse_version_arg(version).tag if version is not None else None
-    if tag is not None and action in ("install", "upgrade"):
+    if tag is not None and action in ("install", "upgrade", "place"):
         _published(config, env_name, tag)
     secrets_file = config.resolve_path(env.secrets_file) if env.secrets_file else None
     if secrets_file is not None and not secrets_file.is_file():
@@ -297,6 +298,13 @@ def run_playbook(
         )
     # A rollback without a version goes back to each host's own previous version.
     rendered = render_environment(config, env_name, tag or "previous", out)
+    if action == "place":
+        # The role places what this very render wrote, on the environment's hosts.
+        extra_vars = {
+            "diracx_k3s_hosts": "dirac_servers",
+            "diracx_k3s_source": str(Path(rendered["k8s"]["folder"]) / "manifests"),
+            **(extra_vars or {}),
+        }
     ansible = content_dir("ansible")
     command = [_ansible_playbook(), "-i", rendered["inventory"], str(ansible / PLAYBOOKS[action])]
     variables = (
@@ -364,15 +372,38 @@ def run_playbook(
         "output_tail": "".join(lines[-15:]),
     }
     _stopped_before_any_host(code, result["hosts"], lines)
-    if action == "verify":
+    if action in ("verify", "place"):
         for row in result["hosts"]:
             row["facts"] = report.get(row["host"], {})
-    elif not plan:
+    # A k3s deploy records the placement and the wait together (release.deploy.k3s).
+    if not plan and action not in ("verify", "place"):
         ledger.record(
             "deploy" if action != "rollback" else "rollback",
             {k: v for k, v in result.items() if k != "output_tail"},
         )
     return result
+
+
+def deploy_environment(
+    config: ReleaseConfig,
+    *,
+    env_name: str,
+    version: str,
+    install: bool = False,
+    plan: bool = False,
+    echo: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Deploy a version to an environment the way its runtime needs: a rolling upgrade of the
+    hosts' runit services, or, for DiracX on k3s, the manifests placed and the rollout waited
+    for (`install` means nothing there: placing is the same either way)."""
+    if config.environment(env_name).runtime == "k3s":
+        from release.deploy.k3s import deploy_k3s
+
+        return deploy_k3s(config, env_name=env_name, version=version, plan=plan, echo=echo,
+                          progress=progress)  # fmt: skip
+    return run_playbook(config, env_name=env_name, version=version,
+                        action="install" if install else "upgrade", plan=plan, echo=echo)  # fmt: skip
 
 
 def check_outcome(result: dict[str, Any]) -> None:
@@ -398,3 +429,7 @@ def check_outcome(result: dict[str, Any]) -> None:
             ),
             fix=result["output_tail"],
         )
+    if result.get("runtime") == "k3s":
+        from release.deploy.k3s import check_rollout
+
+        check_rollout(result)

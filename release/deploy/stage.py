@@ -18,11 +18,12 @@ class DeployStage:
         return [f"{action} of {ctx.tag} on {hosts} ({ctx.env}), rolled back on failure"]
 
     def run(self, ctx: Context) -> StageResult:
-        from release.deploy import check_outcome, run_playbook
+        from release.deploy import check_outcome, deploy_environment
 
         started = time.monotonic()
-        result = run_playbook(ctx.config, env_name=ctx.env, version=ctx.tag,
-                              action="install" if ctx.install else "upgrade", echo=ctx.live)  # fmt: skip
+        result = deploy_environment(ctx.config, env_name=ctx.env, version=ctx.tag,
+                                    install=ctx.install, echo=ctx.live,
+                                    progress=ctx.note if ctx.live else None)  # fmt: skip
         check_outcome(result)
         return done(
             self.name,

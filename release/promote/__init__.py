@@ -81,7 +81,7 @@ def promote_release(
     from cvmfs.promotion import move_link
     from release.certify import certify_release, check_outcome, published_manifests
     from release.deploy import check_outcome as deploy_outcome
-    from release.deploy import run_playbook
+    from release.deploy import deploy_environment
     from release.targets import for_environment
 
     release_version = parse_version_arg(version)
@@ -130,6 +130,8 @@ def promote_release(
         }
     )
     playbook = "site.yml" if install else "upgrade.yml"
+    if env.runtime == "k3s":
+        playbook = "k3s.yml (DiracX's manifests for k3s)"
     if plan:
         steps.append(
             {
@@ -142,8 +144,8 @@ def promote_release(
         return result
     ledger = config.ledger(product, tag)
     try:
-        deployment = run_playbook(config, env_name=target_env, version=tag,
-                                  action="install" if install else "upgrade", echo=echo)  # fmt: skip
+        deployment = deploy_environment(config, env_name=target_env, version=tag,
+                                        install=install, echo=echo, progress=progress)  # fmt: skip
         steps.append({"step": "deploy", "result": ", ".join(f"{h['host']} {h['result']}" for h in deployment["hosts"]),
                       "hosts": deployment["hosts"]})  # fmt: skip
         deploy_outcome(deployment)
