@@ -33,15 +33,16 @@ import itertools
 import json
 import re
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.loopback import LoopbackServer
 
 Json = dict[str, Any]
 State = Json | None
@@ -51,8 +52,6 @@ CREATED = "2026-12-01T10:00:00Z"
 #: first request plus the state's offset), for objects that must look made after the test
 #: began: the Job helm-controller makes for the manifest a deploy placed.
 AT_STATE_START = "@at-state-start@"
-CLONE_NEWNET = 0x40000000
-T = TypeVar("T")
 
 #: resource → (apiVersion, kind), as the API serves them.
 RESOURCES = {
@@ -143,26 +142,16 @@ class FakeKube:
             def do_GET(self) -> None:
                 fake._handle(self)
 
-        if self.netns is None:
-            self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        else:
-            self.server = in_netns(
-                self.netns, lambda: ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-            )
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
-                                       daemon=True)  # fmt: skip
-        self.thread.start()
+        self.loop = LoopbackServer(Handler, netns=self.netns, poll_interval=0.02)
+        self.loop.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
+        self.loop.stop()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return self.loop.url
 
     def write_kubeconfig(self, path: Path, *, token: str | None = None,
                          server: str | None = None) -> Path:  # fmt: skip
@@ -318,37 +307,6 @@ def _matches(obj: Json, labels: dict[str, str], fields: dict[str, str]) -> bool:
         if current != value:
             return False
     return True
-
-
-def in_netns(netns: str, make: Callable[[], T]) -> T:
-    """`make()` run in a thread that joined network namespace `netns` first: the sockets it
-    opens stay in that namespace (setns changes only the calling thread's)."""
-    import ctypes
-    import os
-
-    made: list[T] = []
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    errno = ctypes.get_errno()
-                    raise OSError(errno, f"setns into {netns}: {os.strerror(errno)}")
-            finally:
-                os.close(fd)
-            made.append(make())
-        except BaseException as exc:  # handed to the caller's thread
-            failed.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(timeout=30)
-    if failed:
-        raise failed[0]
-    return made[0]
 
 
 def free_port() -> int:

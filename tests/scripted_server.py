@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import http.server
-import threading
 from typing import Any
+
+from tests.loopback import LoopbackServer
 
 
 class ScriptedServer:
@@ -33,15 +34,13 @@ class ScriptedServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.loop = LoopbackServer(Handler)
+        self.httpd = self.loop.server
+        self.url = self.loop.url
 
     def __enter__(self) -> ScriptedServer:
-        self.thread.start()
+        self.loop.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=10)
+        self.loop.stop()
