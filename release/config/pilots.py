@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator
 
 from release import names
 from release.config.base import _Frozen
@@ -165,6 +165,12 @@ class PilotSettings(_Frozen):
     @classmethod
     def _commands(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
         for ce_type, commands in value.items():
+            if not ce_type or any(ch.isspace() or ch in ",/" for ch in ce_type):
+                raise names.BadValue(
+                    f"Commands key {names.shown(ce_type)} is not a CE type",
+                    "key the lists by the CEs' GridCEType (e.g. HTCondorCE, AREX), or "
+                    "Defaults for any other type",
+                )
             if not commands:
                 raise names.BadValue(
                     f"Commands.{names.key_part(ce_type)} lists no command",
@@ -216,16 +222,15 @@ class PilotDeployment(_Frozen):
     ) = None
     settings: PilotSettings = Field(default_factory=PilotSettings)
 
-    @model_validator(mode="before")
+    @field_validator("modules", mode="before")
     @classmethod
-    def _one_kind_of_modules(cls, data: Any) -> Any:
-        modules = data.get("modules") if isinstance(data, Mapping) else None
+    def _one_kind_of_modules(cls, modules: Any) -> Any:
         if isinstance(modules, Mapping):
             kinds = [key for key in ("git", "folder") if key in modules]
             if len(kinds) != 1:
                 raise names.BadValue(
-                    "modules: give exactly one of 'git' (with 'tag') or 'folder'",
-                    'e.g. modules = { git = "https://github.com/myvo/MyVOPilot.git", '
-                    'tag = "v1.0.0" }  or  modules = { folder = "pilot" }',
+                    "give exactly one of 'git' (with 'tag') or 'folder'",
+                    "'git' takes the modules from a tag of their repository, 'folder' from a "
+                    "folder next to release.toml",
                 )
-        return data
+        return modules

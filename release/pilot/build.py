@@ -60,6 +60,14 @@ def output_root(config: ReleaseConfig, out: Path | None) -> Path:
     return (out or config.resolve_path(config.build.out) / DEFAULT_FOLDER).absolute()
 
 
+def _project_fix(prefix: str) -> str:
+    """The Project that matches a prefix ending in 'dirac', as the first half of a fix."""
+    if not prefix.endswith("dirac") or "/" in prefix:
+        return ""
+    project = prefix.removesuffix("dirac")
+    return "leave Project out, or " if not project else f'set Project = "{project}", or '
+
+
 def _cvmfs_location(config: ReleaseConfig, product_name: str, project: str | None,
                     where: str) -> str:  # fmt: skip
     """`/cvmfs/<repo>`, where the Pilot finds the release as `<project>dirac/<tag>/Linux-<arch>`.
@@ -75,8 +83,8 @@ def _cvmfs_location(config: ReleaseConfig, product_name: str, project: str | Non
             f"the Pilot looks for the release in /cvmfs/{repo_name}/{expected}/<tag>/, but "
             f"{product_name} is published under /cvmfs/{repo_name}/{repo.prefix}/",
             where=f"{where}.Project",
-            fix=f"set Project so that its lower case followed by 'dirac' is {repo.prefix!r}, "
-            f"or publish {product_name} under repositories.{repo_name}.prefix = {expected!r}",
+            fix=_project_fix(repo.prefix)
+            + f"publish {product_name} under repositories.{repo_name}.prefix = {expected!r}",
         )
     return f"/cvmfs/{repo_name}"
 

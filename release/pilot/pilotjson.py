@@ -44,7 +44,7 @@ def release_versions(settings: PilotSettings, tag: str, where: str) -> list[str]
             f"Version starts with {settings.Version[0]!r}, not with the release being built "
             f"({tag}): the Pilot installs the first entry",
             where=f"{where}.Version",
-            fix=f"list the release first, e.g. Version = {json.dumps([tag, *settings.Version])}, "
+            fix=f"list the release first, e.g. Version = {json.dumps([tag, *(v for v in settings.Version if v != tag)])}, "
             "or leave Version out and the build writes the release alone",
         )
     return list(settings.Version)
