@@ -71,7 +71,11 @@ def _open(config: ReleaseConfig, location: str, rev: str, key: str) -> git.Repo:
     from release import gitinfo
 
     if not _is_url(location):
-        return gitinfo.open_repo(config.resolve_path(location))
+        path = config.resolve_path(location)
+        try:
+            return gitinfo.open_repo(path)
+        except BadInput as error:
+            raise BadInput(f"{path}: {error.message}", where=f"{key}.git", fix=error.fix) from None
     import git as gitmodule
 
     cache = config.resolve_path(config.build.cache_dir) / "pilot-repos"

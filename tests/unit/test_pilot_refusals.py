@@ -169,3 +169,25 @@ def test_json_errors_say_where_and_how(config: Path, capsys: pytest.CaptureFixtu
     error = json.loads(capsys.readouterr().out)
     assert error["error"] == "BadInput" and error["exit_code"] == 2
     assert error["where"].endswith("pilots.myvo.settings.Commands.Defaults") and error["fix"]
+
+
+def test_a_missing_local_repository_is_refused(
+    config: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _edit(config, f'git = "{tmp_path / "Pilot"}"', f'git = "{tmp_path / "NoPilot"}"')
+    err = _refused(config, capsys)
+    assert "pilots.myvo.pilot.git" in err and "does not exist" in err
+
+
+def test_a_refusal_keeps_an_earlier_folder_as_it_was(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--config", str(config), "pilot", "build", "--version", "v1.0.0"]) == 0
+    folder = config.parent / "dist" / "pilots" / "myvo" / "v1.0.0"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    _edit(config, "RemoteLogging = true", "RemoteLogging = false")
+    _edit(config, '"InstallDIRAC", "MyVOConfigure"]', '"Nothing", "MyVOConfigure"]')
+    capsys.readouterr()
+    assert main(["--config", str(config), "pilot", "build", "--version", "v1.0.0"]) == 2
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["v1.0.0"]
