@@ -25,6 +25,7 @@ from release.commands import (
     cmd_k3s,
     cmd_lab,
     cmd_notes,
+    cmd_pilot,
     cmd_promote,
     cmd_publish,
     cmd_pypi,
@@ -319,6 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="release this version of the demo product (default v1.0.0; a later one is "
         "committed and tagged first, e.g. v1.0.1 to upgrade the hosts)",
     )
+
+    pilot = add("pilot", cmd_pilot, "build a VO's pilot folder (pilot.tar, pilot.json, "
+                "checksums.sha512) for a release")  # fmt: skip
+    pilot.add_argument("action", choices=["build"], help="build: fetch the Pilot at its pinned "
+                       "commit and the VO's modules, check them, write <out>/<vo>/<tag>/")  # fmt: skip
+    pilot.add_argument("--vo", help="the VO of [pilots.<vo>] (default: every VO)")
+    pilot.add_argument("--version", required=True, help="the release the pilots install, "
+                       "e.g. v9.0.0a29")  # fmt: skip
+    pilot.add_argument("--out", type=Path, help="output folder (default: pilots/ in build.out)")
 
     sysroot = add(
         "sysroot",

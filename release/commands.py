@@ -117,6 +117,16 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pilot(args: argparse.Namespace) -> int:
+    """Build the pilot folder of one VO (or of every VO of [pilots]) for a release:
+    pilot.tar, the .py files, pilot.json and checksums.sha512 in <out>/<vo>/<tag>/."""
+    from release.pilot.build import build_pilots
+
+    builds = build_pilots(_load(args), version=args.version, vo=args.vo, out=args.out)
+    present.pilots([build.as_dict() for build in builds], args.json)
+    return 0
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     """Publish the bundles of one version to CVMFS, all platforms in one transaction."""
     from release.progress import Progress

@@ -96,6 +96,25 @@ def build(report: Any, as_json: bool) -> None:
     )
 
 
+def pilots(builds: list[dict[str, Any]], as_json: bool) -> None:
+    from release.output import human_size, print_json, table
+
+    if as_json:
+        print_json({"pilots": builds})
+        return
+    for build in builds:
+        rows = [[f["name"], human_size(f["size"]), f["sha512"][:16]] for f in build["files"]]
+        table(f"pilot of {build['vo']} for {build['product']} {build['tag']} ({build['status']})",
+              ["file", "size", "sha512"], rows)  # fmt: skip
+        modules = build["modules"]
+        made_of = f"Pilot {build['pilot']['commit'][:12]}"
+        if modules:
+            made_of += f", modules {modules['ref'] or modules['origin']}" + (
+                f" {modules['commit'][:12]}" if modules["commit"] else ""
+            )
+        print(f"→ {build['folder']} ({made_of})")
+
+
 def publication(result: dict[str, Any], as_json: bool) -> None:
     from release.output import markdown_table, print_json, step_summary, table
 

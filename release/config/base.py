@@ -21,7 +21,9 @@ DEFAULT_CONFIG_NAME = "release.toml"
 
 #: Tables whose keys are names that become paths: their keys are judged by the name rule
 #: (release/names.py), so they get its message rather than the generic one below.
-NAME_TABLES = frozenset({"products", "repositories", "environments", "hosts", "services", "bases"})
+NAME_TABLES = frozenset(
+    {"products", "repositories", "environments", "hosts", "services", "bases", "pilots"}
+)
 
 CONTROL_PROBLEM = "contains a control character (NUL, line break, tab...)"
 CONTROL_FIX = (

@@ -42,4 +42,9 @@ EXAMPLES: dict[str, str] = {
     "namespace": 'namespace = "diracx"',
     "values_dir": 'values_dir = "k8s/environments/certification"',
     "kubernetes": 'kubernetes = "1.33"',
+    "pilots": '[pilots.dteam]\nproduct = "DIRAC"\npilot = { git = "https://github.com/DIRACGrid/Pilot.git", commit = "<40 hex digits>" }\nsettings = { Commands = { Defaults = ["CheckWorkerNode", "InstallDIRAC"] } }',
+    "pilot": 'pilot = { git = "https://github.com/DIRACGrid/Pilot.git", commit = "<40 hex digits>" }',
+    "commit": 'commit = "0123456789abcdef0123456789abcdef01234567"',
+    "modules": 'modules = { git = "https://github.com/myvo/MyVOPilot.git", tag = "v1.0.0" }  or  modules = { folder = "pilot" }',
+    "Commands": 'Commands = { Defaults = ["CheckWorkerNode", "InstallDIRAC", "ConfigureBasics"] }',
 }

@@ -13,6 +13,7 @@ from release.config.base import DEFAULT_CONFIG_NAME, KNOWN_PLATFORMS, PlatformNa
 from release.config.bases import Base
 from release.config.environments import Environment
 from release.config.examples import EXAMPLES
+from release.config.pilots import PilotDeployment
 from release.config.products import Platform, Product
 from release.config.repositories import Repository
 from release.config.settings import BuildSettings, StateSettings
@@ -35,6 +36,7 @@ class ReleaseConfig(_Frozen):
     repositories: dict[str, Repository] = Field(default_factory=dict)
     bases: dict[str, Base] = Field(default_factory=dict)
     environments: dict[str, Environment] = Field(default_factory=dict)
+    pilots: dict[str, PilotDeployment] = Field(default_factory=dict)
     state: StateSettings = Field(default_factory=StateSettings)
     path: Path = Path(DEFAULT_CONFIG_NAME)
 
@@ -71,6 +73,13 @@ class ReleaseConfig(_Frozen):
             names.check("environment", name)
         return value
 
+    @field_validator("pilots")
+    @classmethod
+    def _vo_names(cls, value: dict[str, PilotDeployment]) -> dict[str, PilotDeployment]:
+        for name in value:
+            names.check("VO", name)
+        return value
+
     @field_validator("platforms")
     @classmethod
     def _some(cls, value: dict[str, Platform]) -> dict[str, Platform]:
@@ -93,6 +102,7 @@ class ReleaseConfig(_Frozen):
             (f"environments.{n}.product", e.product, self.products)
             for n, e in self.environments.items()
         ]
+        refs += [(f"pilots.{n}.product", p.product, self.products) for n, p in self.pilots.items()]
         for key, value, table in refs:
             if value is not None and value not in table:
                 raise names.BadValue(
