@@ -101,7 +101,8 @@ def _roll_back(config: ReleaseConfig, env_name: str, previous: str | None, kubec
                                               f"(exit {placed['exit_code']})"}  # fmt: skip
         _wait(config, env_name, kubeconfig, started, progress)
     except ReleaseError as exc:
-        return {"to": previous, "result": f"{previous} placed, but: {exc.message.splitlines()[0]}"}
+        first = (exc.message.splitlines() or [type(exc).__name__])[0]
+        return {"to": previous, "result": f"{previous} placed, but: {first}"}
     return {"to": previous, "result": "rolled back", "ok": True}
 
 
@@ -163,6 +164,9 @@ def deploy_k3s(
     if result.get("rollout", {}).get("ok"):
         for row in result["hosts"]:
             row["running"] = tag  # the cluster runs what the manifests pin
+    elif (result.get("rollback") or {}).get("ok"):
+        for row in result["hosts"]:
+            row.update(running=previous, result="failed, rolled back")
     ledger = config.ledger(config.product(env.product)[0], "environments")
     ledger.record("deploy", {k: v for k, v in result.items() if k != "output_tail"})
     return result

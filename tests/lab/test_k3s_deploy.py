@@ -183,6 +183,9 @@ def test_a_failed_rollout_is_rolled_back_to_the_previous_version(site: Site) -> 
     assert last["version"] == "v1.1.0a1" and last["rollout"]["ok"] is False
     assert "BackoffLimitExceeded" in last["rollout"]["error"]["message"]
     assert last["rollback"] == {"to": "v1.0.1", "result": "rolled back", "ok": True}
+    assert [(h["running"], h["result"]) for h in last["hosts"]] == [
+        ("v1.0.1", "failed, rolled back")
+    ]
     # A later deploy rolls back to the last one that succeeded, never to the failed one.
     from release.config import load_config
     from release.deploy.k3s import previous_version

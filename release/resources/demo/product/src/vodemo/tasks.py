@@ -58,8 +58,8 @@ _WORKER = (
     "import site, sys; p = sys.argv[1]; sys.path.insert(0, p); site.addsitedir(p); "
     "from vodemo.tasks import run_worker; run_worker(sys.argv[2:])"
 )
-# How long after the monitor the executor first looks, and how often it looks again while the
-# monitor's move to Waiting is not visible yet (bounded: then the monitor schedules it anew).
+# How often the executor looks again while the monitor's move to Waiting is not visible yet,
+# and how many times (bounded: then the monitor's next round decides).
 EXECUTOR_DELAY_S = 1.0
 EXECUTOR_LOOKS = 30
 
@@ -96,9 +96,9 @@ def run_worker(args: list[str]) -> None:
     Matched, Running and Done and records each as Received, the last one dated 5 s in the
     future. That future Received outlives every later attempt, so the job cycles
     Received -> Waiting -> Received for ever and certification waits for a final state in vain
-    (seen in CI: one job in ~10, on a busy machine). Here the executor starts a second after
-    the monitor, and looks first: a job still Received is looked at again a second later
-    (bounded), a job in any state but Waiting is left alone.
+    (seen in CI: one job in ~10, on a busy machine). Here the executor looks first: a job it
+    sees Waiting is past the monitor's commit and is executed at once; a job still Received is
+    looked at again a second later (bounded); a job in any other state is left alone.
     """
     from diracx.tasks import task_run
 
@@ -120,17 +120,11 @@ def make_executor_wait_for_waiting() -> None:
     if getattr(task, "_vodemo_waits", False):
         return
     log = logging.getLogger("vodemo.tasks")
-    schedule, execute = task.schedule, task.execute
+    execute = task.execute
     looks: dict[int, int] = {}
 
     def later() -> datetime:
         return datetime.now(UTC) + timedelta(seconds=EXECUTOR_DELAY_S)
-
-    @functools.wraps(schedule)
-    async def delayed_schedule(self: object, *, at_time: datetime | None = None,
-                               labels: dict[str, object] | None = None) -> str:  # fmt: skip
-        result: str = await schedule(self, at_time=at_time or later(), labels=labels)
-        return result
 
     # functools.wraps keeps execute's signature: DiracX injects its dependencies by it.
     @functools.wraps(execute)
@@ -156,7 +150,6 @@ def make_executor_wait_for_waiting() -> None:
         result: int = await execute(self, **deps)
         return result
 
-    task.schedule = delayed_schedule  # type: ignore[method-assign]
     task.execute = execute_when_waiting  # type: ignore[attr-defined]
     task._vodemo_waits = True  # type: ignore[attr-defined]
 
