@@ -208,17 +208,11 @@ def cmd_k3s(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     """Roll an environment's hosts back to their previous version, or to a named one."""
-    from release.deploy import check_outcome, run_playbook
+    from release.deploy import check_outcome, rollback_environment
 
-    config = _load(args)
-    if config.environment(args.env).runtime == "k3s":
-        from release.deploy.k3s import rollback_k3s
-
-        result = rollback_k3s(config, env_name=args.env, to=args.to, plan=args.plan,
-                              echo=_live(args), progress=present.note if _live(args) else None)  # fmt: skip
-    else:
-        result = run_playbook(config, env_name=args.env, version=args.to, action="rollback",
-                              plan=args.plan, echo=_live(args))  # fmt: skip
+    result = rollback_environment(_load(args), env_name=args.env, to=args.to, plan=args.plan,
+                                  echo=_live(args),
+                                  progress=present.note if _live(args) else None)  # fmt: skip
     present.hosts(result, args.json)
     present.check_printed(check_outcome, result, args.json)
     return 0

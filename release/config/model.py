@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from release import names
 from release.config.base import DEFAULT_CONFIG_NAME, KNOWN_PLATFORMS, PlatformName, _Frozen
@@ -59,25 +59,15 @@ class ReleaseConfig(_Frozen):
             names.check("repository", name, repository=True)
         return value
 
-    @field_validator("bases")
-    @classmethod
-    def _base_names(cls, value: dict[str, Base]) -> dict[str, Base]:
-        for name in value:
-            names.check("base", name)
-        return value
+    #: What an entry of each named table is called in messages.
+    _ENTRY_KINDS: ClassVar[dict[str, str]] = {"bases": "base", "environments": "environment",
+                                               "pilots": "VO"}  # fmt: skip
 
-    @field_validator("environments")
+    @field_validator("bases", "environments", "pilots")
     @classmethod
-    def _environment_names(cls, value: dict[str, Environment]) -> dict[str, Environment]:
+    def _entry_names(cls, value: dict[str, T], info: ValidationInfo) -> dict[str, T]:
         for name in value:
-            names.check("environment", name)
-        return value
-
-    @field_validator("pilots")
-    @classmethod
-    def _vo_names(cls, value: dict[str, PilotDeployment]) -> dict[str, PilotDeployment]:
-        for name in value:
-            names.check("VO", name)
+            names.check(cls._ENTRY_KINDS[str(info.field_name)], name)
         return value
 
     @field_validator("platforms")

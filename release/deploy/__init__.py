@@ -406,6 +406,26 @@ def deploy_environment(
                         action="install" if install else "upgrade", plan=plan, echo=echo)  # fmt: skip
 
 
+def rollback_environment(
+    config: ReleaseConfig,
+    *,
+    env_name: str,
+    to: str | None,
+    plan: bool = False,
+    echo: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Roll an environment back as its runtime needs: each runit host to its own previous
+    version (or `to`), or on k3s the version deployed before (or `to`) placed again."""
+    if config.environment(env_name).runtime == "k3s":
+        from release.deploy.k3s import rollback_k3s
+
+        return rollback_k3s(config, env_name=env_name, to=to, plan=plan, echo=echo,
+                            progress=progress)  # fmt: skip
+    return run_playbook(config, env_name=env_name, version=to, action="rollback", plan=plan,
+                        echo=echo)  # fmt: skip
+
+
 def check_outcome(result: dict[str, Any]) -> None:
     """Exit codes: 3 when a host was unreachable, 1 when a host failed (and was rolled back)."""
     hosts = result["hosts"]

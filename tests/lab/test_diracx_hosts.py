@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from release.build import BuildReport, build_release
-from release.config import load_config
+from release.build import BuildReport
 from release.demo import fixture as demo
 from release.lab import LabHost, LabNetwork, lab_hosts
-from release.publish import init_repository, publish_release
 from tests.conftest import lab_skip
+from tests.lab.demo_releases import publish_demo_releases
 
 pytestmark = pytest.mark.lab
 REPO = "vodemo.egi.eu"
@@ -59,17 +58,7 @@ def site(
     if shutil.which("ansible-playbook") is None:
         lab_skip("ansible-playbook is not installed (pip install ansible-core)")
     root = tmp_path_factory.mktemp("diracxsite")
-    demo.prepare_repository(root / demo.REPO_NAME)
-    demo.add_release(root / demo.REPO_NAME, "v1.0.1")
-    demo.add_release(root / demo.REPO_NAME, "v1.1.0a1", days_after=2)
-    (root / "release.toml").write_text(_config_text(None, root / "none"))
-    # The demo build's cache: v1.0.0 is a cache hit, the others resolve and build once.
-    environ = {"DIRAC_RELEASE_CACHE": str(demo_workdir / ".cache")}
-    config = load_config(root / "release.toml", environ=environ)
-    init_repository(config, None)
-    for tag in ("v1.0.0", "v1.0.1", "v1.1.0a1"):
-        build_release(config, version=tag)
-        publish_release(config, version=tag)
+    publish_demo_releases(root, _config_text(None, root / "none"), demo_workdir / ".cache")
     # The demo's secrets: a legacy-exchange key, in an Ansible vault for the hosts.
     password = demo.prepare_secrets(root)
     legacy_key = (root / "secrets" / "legacy-exchange.key").read_text().strip()

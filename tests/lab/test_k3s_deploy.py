@@ -23,19 +23,18 @@ from typing import Any
 
 import pytest
 
-from release.build import BuildReport, build_release
+from release.build import BuildReport
 from release.config import load_config
 from release.demo import fixture as demo
 from release.lab import LabNetwork, lab_hosts
-from release.publish import init_repository, publish_release
 from tests import k8s_fake as kube
 from tests.conftest import lab_skip
+from tests.lab.demo_releases import publish_demo_releases
 
 pytestmark = pytest.mark.lab
 HOST = "cctbk3s02"
 STANDIN = Path(__file__).resolve().parent / "standins" / "k3s.py"
 MANIFESTS = "/var/lib/rancher/k3s/server/manifests"
-TAGS = ("v1.0.0", "v1.0.1", "v1.1.0a1")
 
 
 @dataclass
@@ -74,17 +73,8 @@ def site(lab_rootfs: Path, demo_build: BuildReport, demo_workdir: Path,
     if shutil.which("ansible-playbook") is None:
         lab_skip("ansible-playbook is not installed (pip install ansible-core)")
     root = tmp_path_factory.mktemp("k3sdeploy")
-    demo.prepare_repository(root / demo.REPO_NAME)
-    demo.add_release(root / demo.REPO_NAME, "v1.0.1")
-    demo.add_release(root / demo.REPO_NAME, "v1.1.0a1", days_after=2)
-    (root / "release.toml").write_text(_config_text("192.0.2.1", root / "none"))
     # Deploy refuses what was never published: publish the three versions (builds cached).
-    config = load_config(root / "release.toml",
-                         environ={"DIRAC_RELEASE_CACHE": str(demo_workdir / ".cache")})  # fmt: skip
-    init_repository(config, None)
-    for tag in TAGS:
-        build_release(config, version=tag)
-        publish_release(config, version=tag)
+    publish_demo_releases(root, _config_text("192.0.2.1", root / "none"), demo_workdir / ".cache")
     (root / "kube").mkdir()
     with lab_hosts([HOST], lab_rootfs, root / "hosts") as net:
         host = net.host(HOST)
@@ -187,7 +177,6 @@ def test_a_failed_rollout_is_rolled_back_to_the_previous_version(site: Site) -> 
         ("v1.0.1", "failed, rolled back")
     ]
     # A later deploy rolls back to the last one that succeeded, never to the failed one.
-    from release.config import load_config
     from release.deploy.k3s import previous_version
 
     config = load_config(site.root / "release.toml", environ={})
