@@ -54,6 +54,43 @@ def _check_target(
         )
 
 
+def _companion_problems(
+    backend: Backend,
+    layout: Layout,
+    companions: dict[str, tuple[str, dict[str, Any]]],
+    *,
+    shallow: bool = False,
+) -> list[str]:
+    problems = []
+    for link, (target, manifest) in sorted(companions.items()):
+        rel = f"{layout.prefix}/{target}"
+        try:
+            found = backend.verify_published(rel, manifest, shallow=shallow)
+        except OSError as exc:
+            found = [exc.strerror or str(exc)]
+        problems += [f"{link} -> {target}: {problem}" for problem in found]
+    return problems
+
+
+def _check_companions(
+    backend: Backend, layout: Layout, companions: dict[str, tuple[str, dict[str, Any]]]
+) -> None:
+    for link, (target, _manifest) in companions.items():
+        if backend.read_manifest(f"{layout.prefix}/{target}") is None:
+            raise BadInput(
+                f"/{layout.prefix}/{target}, where {link} would point, is not published in "
+                f"{layout.repository}",
+                fix="it is published with its release: publish the release with it "
+                "(dirac-release publish), or release a new version that has it",
+            )
+    problems = _companion_problems(backend, layout, companions)
+    if problems:
+        raise CheckFailed(
+            f"in {layout.repository}: {'; '.join(problems[:5])}",
+            fix="nothing was changed; investigate the repository before promoting",
+        )
+
+
 def move_link(
     backend: Backend,
     layout: Layout,
@@ -61,19 +98,27 @@ def move_link(
     manifests: dict[str, dict[str, Any]],
     *,
     name: str = PRO_LINK,
+    companions: dict[str, tuple[str, dict[str, Any]]] | None = None,
     wait_s: float = 120.0,
     plan: bool = False,
 ) -> dict[str, Any]:
     """Point /<prefix>/<name> at <tag>; returns what was (or would be) done.
 
+    `companions` are links that move in the same transaction (link name -> target inside
+    the version, e.g. `pilot` -> `<tag>/pilot/<vo>`, and the manifest of that folder): what
+    clients get under them changes at the same instant as the release, never apart.
     Checked once without the lock (to refuse early and to find nothing to do), then decided
     again under the repository's lock, where retention cannot remove the version meanwhile.
     """
+    companions = companions or {}
     started = time.monotonic()
     entries = backend.entries(layout.prefix)
     current = entries.get(name)
-    if plan or current == tag or tag not in entries:
+    moved = {link: entries.get(link) for link, (target, _m) in companions.items()
+             if entries.get(link) != target}  # fmt: skip
+    if plan or (current == tag and not moved) or tag not in entries:
         _check_target(backend, layout, tag, manifests, entries)
+        _check_companions(backend, layout, companions)
     result: dict[str, Any] = {
         "repository": layout.repository,
         "link": layout.client_path(layout.link(name)),
@@ -84,10 +129,14 @@ def move_link(
             f"verify /{layout.version_dir(tag)} against its manifests",
             f"open a transaction on /{layout.prefix} of {layout.repository}",
             f"point /{layout.link(name)} -> {tag} (was {current or 'absent'})",
-            "publish, then verify the link and the version as clients see them",
+            *(f"point /{layout.link(link)} -> {target} (was {entries.get(link) or 'absent'})"
+              for link, (target, _m) in companions.items()),
+            "publish, then verify the links and the version as clients see them",
         ],
-    }
-    if current == tag:
+        "companions": {link: {"from": entries.get(link), "to": target}
+                       for link, (target, _m) in companions.items()},
+    }  # fmt: skip
+    if current == tag and not moved:
         result["status"] = "already there"
     elif plan:
         result["status"] = "planned"
@@ -96,21 +145,32 @@ def move_link(
         try:
             entries = backend.entries(layout.prefix)
             _check_target(backend, layout, tag, manifests, entries)
+            _check_companions(backend, layout, companions)
             current = result["from"] = entries.get(name)
-            if current == tag:
+            for link in companions:
+                result["companions"][link]["from"] = entries.get(link)
+            if current == tag and all(entries.get(k) == t for k, (t, _m) in companions.items()):
                 txn.abort()
                 result["status"] = "already there"
                 result["seconds"] = round(time.monotonic() - started, 3)
                 return result
             txn.set_link(layout.prefix, name, tag)
-            result["revision"] = txn.publish(None, f"{name} -> {tag} (was {current})", "")
+            for link, (target, _m) in companions.items():
+                txn.set_link(layout.prefix, link, target)
+            message = "; ".join([f"{name} -> {tag} (was {current})",
+                                 *(f"{k} -> {t}" for k, (t, _m) in companions.items())])  # fmt: skip
+            result["revision"] = txn.publish(None, message, "")
         except BaseException:
             txn.abort()
             raise
-        after = backend.entries(layout.prefix).get(name)
+        now = backend.entries(layout.prefix)
+        after = now.get(name)
         # Every byte was hashed under the lock a moment ago and moving a link changes no
         # content: as clients see it now, the version must be all there (names, sizes, modes).
         problems = _verify(backend, layout, tag, manifests, shallow=True)
+        problems += [f"{k} -> {now.get(k)}, not {t}" for k, (t, _m) in companions.items()
+                     if now.get(k) != t]  # fmt: skip
+        problems += _companion_problems(backend, layout, companions, shallow=True)
         if after != tag or problems:
             back = (
                 f"point {name} back to {current} (dirac-release promote --version {current})"

@@ -81,6 +81,7 @@ def _already_published(
     tag_name: str,
     links: tuple[str, ...],
     result: Publication,
+    extras: dict[str, tuple[Path, dict[str, Any]]],
 ) -> bool:
     """True (result filled in) when this very release is published; BadInput on a conflict."""
     existing = {tag.name: tag for tag in backend.tags()}
@@ -88,6 +89,17 @@ def _already_published(
         return False
     same = _published_digest(backend, layout, bundles)
     if existing[tag_name].digest in (bundles.digest, "") and all(same.values()):
+        # What went with the release in its transaction (pilot files, installers) is part
+        # of it: a rerun that brings other files there is not "the same release".
+        other = [rel for rel, (_tree, manifest) in extras.items()
+                 if backend.read_manifest(rel) != manifest]  # fmt: skip
+        if other:
+            raise BadInput(
+                f"{tag_name} is already published in {layout.repository}, but not with "
+                f"these files at {', '.join('/' + rel for rel in other)}",
+                fix="what was published with a release never changes: release a new version "
+                "(or rebuild exactly what was published)",
+            )
         # "Already published" is a claim about what clients get: look at the trees, not only
         # at the manifests, before making it (a fast look: a rerun stays well under a second;
         # `dirac-release run` and certify check every file's content).
@@ -97,6 +109,11 @@ def _already_published(
             for problem in backend.verify_published(
                 layout.platform_dir(bundles.tag, arch), bundles.manifests[arch], shallow=True
             )
+        ]
+        problems += [
+            f"/{rel}: {problem}"
+            for rel, (_tree, manifest) in extras.items()
+            for problem in backend.verify_published(rel, manifest, shallow=True)
         ]
         if problems:
             raise CheckFailed(
@@ -194,7 +211,7 @@ def publish(
             result.notes.extend(backend.clear_stale(tag_name))
         else:
             result.notes.append(f"open: {held.describe()}")
-    if _already_published(backend, layout, bundles, tag_name, links, result):
+    if _already_published(backend, layout, bundles, tag_name, links, result, extras):
         result.seconds = time.monotonic() - started
         return result
     entries = backend.entries(layout.prefix)
@@ -258,7 +275,7 @@ def publish(
         failpoints.reached("opened")
         # Decided again under the lock: a publisher of the same release may have finished
         # while this one waited; then there is nothing left to do.
-        if _already_published(backend, layout, bundles, tag_name, links, result):
+        if _already_published(backend, layout, bundles, tag_name, links, result, extras):
             txn.abort()
             result.notes.append("another publisher finished this release while this one waited")
             result.seconds = time.monotonic() - started

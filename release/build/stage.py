@@ -27,14 +27,32 @@ class BuildStage:
                 ctx.config, version=ctx.tag, product_name=ctx.product, progress=progress
             )
         cached = all(bundle.cached for bundle in report.bundles)
+        pilots = self._pilots(ctx)
         return done(
             self.name,
             f"{len(report.bundles)} bundles in {report.version_dir}"
-            + (" (cached)" if cached else ""),
+            + (" (cached)" if cached else "")
+            + (f", pilot files of {', '.join(pilots)}" if pilots else ""),
             started,
             manifest_sha256={b.platform: b.manifest_sha256 for b in report.bundles},
             out=str(report.version_dir),
+            pilots=pilots,
         )
+
+    @staticmethod
+    def _pilots(ctx: Context) -> dict[str, str]:
+        """The product's VOs' pilot folders for this release (VO -> sha512 of its checksums):
+        built with the bundles, so the publication carries them."""
+        vos = ctx.config.product_pilots(ctx.product)
+        if not vos:
+            return {}
+        import hashlib
+
+        from release.pilot.archive import CHECKSUMS_NAME
+        from release.pilot.build import build_pilots
+
+        built = [b for vo in vos for b in build_pilots(ctx.config, version=ctx.tag, vo=vo)]
+        return {b.vo: hashlib.sha512(b.files[CHECKSUMS_NAME]).hexdigest() for b in built}
 
     def verify(self, ctx: Context) -> str | None:
         from cvmfs.bundles import load_bundles
@@ -53,4 +71,12 @@ class BuildStage:
             return (
                 f"the bundle of {', '.join(f'Linux-{a}' for a in changed)} changed since its build"
             )
+        from release.pilot.build import output_root
+        from release.pilot.publishable import read_checked
+
+        for vo in ctx.config.product_pilots(ctx.product):
+            try:
+                read_checked(output_root(ctx.config, None) / vo / ctx.tag, vo, ctx.tag)
+            except ReleaseError as exc:
+                return exc.message
         return None

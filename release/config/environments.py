@@ -80,6 +80,9 @@ class Environment(_Frozen):
     # diracx Helm chart on k3s, pinned by the [k3s] table (`render` then writes manifests too).
     runtime: Literal["runit", "k3s"] = "runit"
     k3s: K3sSettings | None = None
+    #: The VO of [pilots] whose pilot files this environment's pilots run (default: the only
+    #: VO of the environment's product): promote moves `<prefix>/pilot` to that VO's files.
+    pilot: str | None = None
 
     @model_validator(mode="after")
     def _runtime_settings(self) -> Environment:

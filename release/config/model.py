@@ -93,6 +93,9 @@ class ReleaseConfig(_Frozen):
             for n, e in self.environments.items()
         ]
         refs += [(f"pilots.{n}.product", p.product, self.products) for n, p in self.pilots.items()]
+        refs += [
+            (f"environments.{n}.pilot", e.pilot, self.pilots) for n, e in self.environments.items()
+        ]
         for key, value, table in refs:
             if value is not None and value not in table:
                 raise names.BadValue(
@@ -171,6 +174,36 @@ class ReleaseConfig(_Frozen):
             "choose one with --repository, or set products.<name>.repository",
             "repositories",
         )
+
+    def product_pilots(self, product: str) -> list[str]:
+        """The VOs of [pilots] whose pilot files install this product's releases."""
+        return [vo for vo, p in self.pilots.items() if self.product(p.product)[0] == product]
+
+    def environment_pilot(self, env_name: str) -> str | None:
+        """The VO whose pilot files an environment runs: named, or its product's only VO."""
+        from release.errors import BadInput
+
+        env = self.environment(env_name)
+        product = self.product(env.product)[0]
+        vos = self.product_pilots(product)
+        if env.pilot is not None:
+            if env.pilot not in vos:
+                raise BadInput(
+                    f"environments.{env_name}.pilot names {env.pilot}, whose pilot files "
+                    f"install {self.pilots[env.pilot].product or 'another product'}, not "
+                    f"{product}",
+                    where=str(self.path),
+                    fix=f"name one of {product}'s VOs: {', '.join(vos) or 'none'}",
+                )
+            return env.pilot
+        if len(vos) > 1:
+            raise BadInput(
+                f"{product} has pilot files for several VOs ({', '.join(vos)}) and "
+                f"environment {env_name} does not say whose pilots it runs",
+                where=f"{self.path}: environments.{env_name}",
+                fix=f'set pilot = "{vos[0]}" (or another of them) in [environments.{env_name}]',
+            )
+        return vos[0] if vos else None
 
     def environment(self, name: str) -> Environment:
         return self._pick(

@@ -89,14 +89,29 @@ def _cvmfs_location(config: ReleaseConfig, product_name: str, project: str | Non
     return f"/cvmfs/{repo_name}"
 
 
-def prepare(config: ReleaseConfig, vo: str, tag: str, root: Path) -> PilotBuild:
-    """Read, check and compose one VO's folder in memory; refuse before writing anything."""
+def prepare(
+    config: ReleaseConfig,
+    vo: str,
+    tag: str,
+    root: Path,
+    pilots: dict[tuple[str, str, str], sources.Fetched] | None = None,
+) -> PilotBuild:
+    """Read, check and compose one VO's folder in memory; refuse before writing anything.
+
+    `pilots` keeps the Pilot's files read for earlier VOs (by repository, commit and folder):
+    VOs normally share one pinned Pilot, read once rather than once per VO.
+    """
     deployment: PilotDeployment = config.pilots[vo]
     key = f"{config.path}: pilots.{vo}"
     product_name, _product = config.product(deployment.product)
     settings_key = f"{key}.settings"
     location = _cvmfs_location(config, product_name, deployment.settings.Project, settings_key)
-    pilot = sources.fetch_pilot(config, deployment.pilot, f"{key}.pilot")
+    source = deployment.pilot
+    pilots = {} if pilots is None else pilots
+    pilot = pilots.get((source.git, source.commit, source.path))
+    if pilot is None:
+        pilot = sources.fetch_pilot(config, source, f"{key}.pilot")
+        pilots[(source.git, source.commit, source.path)] = pilot
     modules: sources.Fetched | None = None
     if deployment.modules is not None:
         from release.config.pilots import GitModules
@@ -190,7 +205,10 @@ def build_pilots(
             + f"VOs with a [pilots.<vo>] table: {', '.join(config.pilots)}",
         )
     root = output_root(config, out)
-    builds = [prepare(config, name, tag, root) for name in ([vo] if vo else list(config.pilots))]
+    read: dict[tuple[str, str, str], sources.Fetched] = {}
+    builds = [
+        prepare(config, name, tag, root, read) for name in ([vo] if vo else list(config.pilots))
+    ]
     for build in builds:
         place(build)
     return builds

@@ -62,6 +62,31 @@ def certification_gate(
     return latest
 
 
+def production_pilot(
+    config: ReleaseConfig, env_name: str, tag: str, backend: Any, layout: Any
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The `pilot` link that moves with `pro`: to the environment's VO's files of this release.
+
+    An admin used to bump the pilots' Version by hand after an upgrade; here the files the
+    wrapper reads switch in the very transaction that switches the release.
+    """
+    from release.pilot.publishable import PILOT_LINK, link_target, version_rel
+
+    vo = config.environment_pilot(env_name)
+    if vo is None:
+        return {}
+    rel = version_rel(layout.version_dir(tag), vo)
+    manifest = backend.read_manifest(rel)
+    if manifest is None:
+        raise BadInput(
+            f"{tag} was published without the pilot files of {vo} (/{rel}), which "
+            f"{env_name}'s pilots run",
+            fix="pilot files go out with their release: build them (dirac-release pilot build "
+            f"--vo {vo} --version <new tag>) and publish a new version with them",
+        )
+    return {PILOT_LINK: (link_target(tag, vo), manifest)}
+
+
 def promote_release(
     config: ReleaseConfig,
     *,
@@ -104,6 +129,7 @@ def promote_release(
             f"repository of {target_env}",
             fix=f"publish it there first: dirac-release publish --version {tag}",
         )
+    companions = production_pilot(config, target_env, tag, backend, layout)
     steps: list[dict[str, Any]] = []
     result: dict[str, Any] = {
         "product": product,
@@ -119,13 +145,18 @@ def promote_release(
     }
     started = time.monotonic()
     link = move_link(backend, layout, tag, {a: m for a, m in manifests.items() if m is not None},
-                     wait_s=for_environment(config, target_env).repo.wait,
+                     companions=companions, wait_s=for_environment(config, target_env).repo.wait,
                      plan=plan)  # fmt: skip
     steps.append({"step": "gate", "result": f"certified on {source_env} at {certification['at']}"})
+    moved = "".join(
+        f"; {name} -> {c['to']} (was {c['from'] or 'absent'})"
+        for name, c in link.get("companions", {}).items()
+    )
     steps.append(
         {
             "step": "pro link",
-            "result": f"{link['status']}: {link['link']} -> {tag} (was {link['from'] or 'absent'})",
+            "result": f"{link['status']}: {link['link']} -> {tag} (was {link['from'] or 'absent'})"
+            + moved,
             "actions": link["actions"],
         }
     )

@@ -38,7 +38,14 @@ class PromoteStage:
         if not records or not records[-1].get("passed"):
             return f"never promoted to {ctx.production}"
         target = for_environment(ctx.config, ctx.production)
-        now = target.backend().entries(target.layout.prefix).get(PRO_LINK)
+        entries = target.backend().entries(target.layout.prefix)
+        now = entries.get(PRO_LINK)
         if now != ctx.tag:
             return f"pro points to {now or 'nothing'} now"
+        vo = ctx.config.environment_pilot(ctx.production)
+        if vo is not None:
+            from release.pilot.publishable import PILOT_LINK, link_target
+
+            if entries.get(PILOT_LINK) != link_target(ctx.tag, vo):
+                return f"pilot points to {entries.get(PILOT_LINK) or 'nothing'} now"
         return None

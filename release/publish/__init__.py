@@ -19,6 +19,29 @@ def release_key(name: str) -> tuple[str, ReleaseVersion] | None:
     return version.series, version
 
 
+def pilot_extras(
+    config: ReleaseConfig, product: str, tag: str, version_dir: str, out: Path
+) -> dict[str, tuple[str, Path, dict[str, Any]]]:
+    """Repository path -> (VO, checked tree, manifest) of the product's pilot files, which
+    `pilot build` wrote in `<out>/pilots/` beside the bundles."""
+    if not config.product_pilots(product):
+        return {}
+    from release.pilot.publishable import stage, version_rel
+
+    staged = stage(config, product, tag, out / "pilots")
+    return {
+        version_rel(version_dir, vo): (vo, tree, manifest)
+        for vo, (tree, manifest) in staged.items()
+    }
+
+
+def _checksums_digest(tree: Path) -> str:
+    """The sha512 of a pilot folder's checksums.sha512: one value naming all its files."""
+    import hashlib
+
+    return hashlib.sha512((tree / "checksums.sha512").read_bytes()).hexdigest()
+
+
 def publish_release(
     config: ReleaseConfig,
     *,
@@ -45,6 +68,9 @@ def publish_release(
     layout = target.layout
     tag_name = target.tag_name(release_version.tag)
     ledger = config.ledger(name, release_version.tag)
+    # The product's VOs' pilot files go with the release, in its transaction and its folder.
+    pilots = pilot_extras(config, name, release_version.tag, layout.version_dir(release_version.tag),
+                          out)  # fmt: skip
     publication = publish(
         backend,
         layout,
@@ -54,8 +80,14 @@ def publish_release(
         wait_s=repo.wait,
         plan=plan,
         step=step,
+        extras={rel: (tree, manifest) for rel, (_vo, tree, manifest) in pilots.items()},
     )
     result = {"product": name, "version": str(release_version), **publication.as_dict()}
+    result["pilots"] = {
+        vo: {"path": layout.client_path(rel), "files": manifest["totals"]["files"],
+             "checksums_sha512": _checksums_digest(tree)}
+        for rel, (vo, tree, manifest) in pilots.items()
+    }  # fmt: skip
     if not plan:
         earlier = [r for r in ledger.records("publish") if r.get("repository") == target.repo_name]
         if publication.status != "already published" or not earlier:

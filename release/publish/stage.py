@@ -83,4 +83,14 @@ class PublishStage:
                 return f"{layout.client_path(rel)}: {len(problems)} problem(s): {problems[0]}"
             if built.get(arch) and backend.manifest_digest(rel) != built[arch]:
                 return f"{layout.client_path(rel)} is not the bundle built now"
+        from release.pilot.publishable import version_rel
+
+        for vo in ctx.config.product_pilots(ctx.product):
+            rel = version_rel(layout.version_dir(ctx.tag), vo)
+            manifest = backend.read_manifest(rel)
+            if manifest is None:
+                return f"{layout.client_path(rel)} (the pilot files of {vo}) is not published"
+            problems = backend.verify_published(rel, manifest)
+            if problems:
+                return f"{layout.client_path(rel)}: {len(problems)} problem(s): {problems[0]}"
         return None
