@@ -35,7 +35,8 @@ from release.build.layout import (
 from release.build.resolve import Lock, compile_lock
 from release.build.smoke import BaseAtHand, run_smoke, top_level_modules
 from release.build.source import ProductSource, build_wheel, resolve_source
-from release.build.tarball import write_tarball
+from release.build.tarball import FORMAT as TARBALL_FORMAT
+from release.build.tarball import write_tarball_apart
 from release.build.uvtool import uv_version
 from release.config import PlatformName, Product, ReleaseConfig
 from release.errors import BadInput, InfrastructureError
@@ -139,6 +140,7 @@ def _bundle_key(
         "python": product.python,
         "source": source.as_dict(),
         "compression": level,
+        "tarball": TARBALL_FORMAT,
         "layout": LAYOUT_VERSION,
         "builder": __version__,
     }
@@ -266,6 +268,7 @@ def _build_one(
     progress: Progress,
     started: float,
     base: _OnBase | None = None,
+    members: Path | None = None,
 ) -> PlatformBundle:
     arch = lock.platform
     tree = staging / platform_dir(arch)
@@ -338,9 +341,10 @@ def _build_one(
     mf.manifest_path(tree).write_text(text, encoding="utf-8")
     progress.step(arch, "packing tarball")
     tarball = staging / _tarball_name(name, source.version.tag, arch)
-    digest = write_tarball(
-        tree, f"{source.version.tag}/{platform_dir(arch)}", tarball, source.source_date_epoch, level
-    )
+    digest = write_tarball_apart(
+        tree, f"{source.version.tag}/{platform_dir(arch)}", tarball, source.source_date_epoch,
+        level, cache=members, sha256={f["path"]: f["sha256"] for f in scan.files if "sha256" in f},
+    )  # fmt: skip
     mark("tarball")
     return PlatformBundle(
         platform=arch,
@@ -524,6 +528,7 @@ def build_release(
                             progress,
                             started,
                             bases.get(lock.platform),
+                            cache_dir / "tar-members",
                         )
                         for lock, key in todo
                     ]

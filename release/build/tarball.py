@@ -2,16 +2,27 @@
 
 Sorted entries, every mtime set to SOURCE_DATE_EPOCH (the tag's commit time), owner 0:0 with
 no names, modes reduced to 0755/0644, regular files only (hardlinks are written as files,
-which CVMFS needs anyway), and a gzip header without a name or a wall-clock time.
+which CVMFS needs anyway), and gzip headers without a name or a wall-clock time.
+
+The gzip stream is made of several members (RFC 1952 allows it; gzip, tar and Python read
+them as one stream): the data of each file of MEMBER_MIN bytes or more is a member of its
+own, everything else (headers, small files) runs in members between them. A large file's
+member depends only on its bytes, the level and zlib, so it is kept in the build cache by
+content and reused by the next release, where the same wheels install the same files: a
+rebuild compresses only what changed (the product itself, the headers). A cached member is
+used only when its gzip trailer (CRC-32 and length) matches the file read now.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
+import io
 import os
 import stat
+import struct
 import tarfile
+import tempfile
+import zlib
 from pathlib import Path
 from typing import BinaryIO
 
@@ -58,35 +69,242 @@ def _info(name: str, kind: bytes, mode: int, mtime: int) -> tarfile.TarInfo:
     return info
 
 
-def write_tarball(root: Path, prefix: str, dest: Path, mtime: int, level: int = 6) -> str:
-    """Pack `root` under `prefix/` into dest (.tar.gz); returns the sha256 of the bytes."""
+#: Files at least this large get a gzip member of their own, reusable across builds.
+MEMBER_MIN = 64 * 1024
+#: Part of the bundle cache key: a change here changes the bytes of every tarball.
+FORMAT = "gnu-tar, gzip members per file >= 64 KiB"
+_CHUNK = 1 << 20
+_BLOCK = tarfile.BLOCKSIZE
+_RECORD = tarfile.RECORDSIZE
+
+
+def _gzip_header(level: int, mtime: int) -> bytes:
+    """What Python's gzip writes without a file name: the level's XFL, OS 'unknown'."""
+    xfl = 2 if level == 9 else 4 if level == 1 else 0
+    return b"\x1f\x8b\x08\x00" + struct.pack("<I", mtime) + bytes((xfl, 255))
+
+
+class _Members:
+    """The gzip stream: a running member for headers and small files, whole members between."""
+
+    def __init__(self, out: _HashingWriter, level: int, mtime: int) -> None:
+        self.out, self.level, self.mtime = out, level, mtime
+        self.offset = 0  # bytes of tar written, for the final padding
+        self._reset()
+
+    def _reset(self) -> None:
+        self.deflate = zlib.compressobj(self.level, zlib.DEFLATED, -zlib.MAX_WBITS)
+        self.crc = self.size = 0
+        self.open = False
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if not self.open:
+            self.out.write(_gzip_header(self.level, self.mtime))
+            self.open = True
+        self.crc = zlib.crc32(data, self.crc)
+        self.size += len(data)
+        self.offset += len(data)
+        self.out.write(self.deflate.compress(data))
+
+    def end(self) -> None:
+        if self.open:
+            self.out.write(
+                self.deflate.flush() + struct.pack("<II", self.crc, self.size & 0xFFFFFFFF)
+            )
+        self._reset()
+
+    def whole(self, member: bytes, size: int) -> None:
+        """A member holding `size` bytes of tar, its header time set to this tarball's."""
+        self.end()
+        self.out.write(member[:4] + struct.pack("<I", self.mtime) + member[8:])
+        self.offset += size
+
+
+def _compress_file(path: Path, level: int) -> tuple[bytes, int, int]:
+    """The file as one gzip member (header time 0), its CRC-32 and its length."""
+    deflate = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+    crc = size = 0
+    body = io.BytesIO()
+    body.write(_gzip_header(level, 0))
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            crc = zlib.crc32(chunk, crc)
+            size += len(chunk)
+            body.write(deflate.compress(chunk))
+    body.write(deflate.flush() + struct.pack("<II", crc, size & 0xFFFFFFFF))
+    return body.getvalue(), crc, size
+
+
+def _file_crc(path: Path) -> tuple[int, int]:
+    crc = size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            crc = zlib.crc32(chunk, crc)
+            size += len(chunk)
+    return crc, size
+
+
+def _file_member(path: Path, sha256: str | None, level: int, cache: Path | None) -> bytes:
+    """A large file's member: from the cache when its trailer matches the file, else made."""
+    where = None
+    if cache is not None and not sha256:
+        with path.open("rb") as handle:
+            sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+    if cache is not None and sha256:
+        # zlib's version is in the key: another zlib may compress the same bytes differently,
+        # and a member it made must not change what this machine's build writes.
+        where = cache / f"{zlib.ZLIB_RUNTIME_VERSION}-{level}" / sha256[:2] / f"{sha256}.gz"
+        try:
+            member = where.read_bytes()
+        except OSError:
+            member = b""
+        if len(member) >= 18 and struct.unpack("<II", member[-8:]) == _crc_and_size(path):
+            return member
+    member, _crc, _size = _compress_file(path, level)
+    if where is not None:
+        try:
+            where.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=where.parent, prefix=".member-")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(member)
+            os.replace(tmp, where)
+        except OSError:
+            pass  # a cache that cannot be written only costs the next build the compression
+    return member
+
+
+def _crc_and_size(path: Path) -> tuple[int, int]:
+    crc, size = _file_crc(path)
+    return crc, size & 0xFFFFFFFF
+
+
+def write_tarball(
+    root: Path,
+    prefix: str,
+    dest: Path,
+    mtime: int,
+    level: int = 6,
+    *,
+    cache: Path | None = None,
+    sha256: dict[str, str] | None = None,
+) -> str:
+    """Pack `root` under `prefix/` into dest (.tar.gz); returns the sha256 of the bytes.
+
+    `cache` keeps the large files' gzip members between builds; `sha256` (relative path ->
+    digest, the manifest's) names them there without hashing the files again.
+    """
+    sha256 = sha256 or {}
+    encoding = tarfile.ENCODING
+
     with dest.open("wb") as raw:
         hashing = _HashingWriter(raw)
-        with (
-            gzip.GzipFile(
-                filename="", mode="wb", fileobj=hashing, compresslevel=level, mtime=mtime
-            ) as gz,
-            tarfile.open(fileobj=gz, mode="w|", format=tarfile.GNU_FORMAT) as archive,
-        ):
-            for part in _prefix_dirs(prefix):
-                archive.addfile(_info(part, tarfile.DIRTYPE, 0o755, mtime))
-            for rel, path in _entries(root):
-                name = f"{prefix}/{rel}"
-                st = path.lstat()
-                if stat.S_ISLNK(st.st_mode):
-                    info = _info(name, tarfile.SYMTYPE, 0o777, mtime)
-                    info.linkname = os.readlink(path)
-                    archive.addfile(info)
-                elif stat.S_ISDIR(st.st_mode):
-                    archive.addfile(_info(name, tarfile.DIRTYPE, 0o755, mtime))
+        stream = _Members(hashing, level, mtime)
+
+        def header(info: tarfile.TarInfo) -> None:
+            stream.write(info.tobuf(tarfile.GNU_FORMAT, encoding, "surrogateescape"))
+
+        for part in _prefix_dirs(prefix):
+            header(_info(part, tarfile.DIRTYPE, 0o755, mtime))
+        for rel, path in _entries(root):
+            name = f"{prefix}/{rel}"
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                info = _info(name, tarfile.SYMTYPE, 0o777, mtime)
+                info.linkname = os.readlink(path)
+                header(info)
+            elif stat.S_ISDIR(st.st_mode):
+                header(_info(name, tarfile.DIRTYPE, 0o755, mtime))
+            else:
+                info = _info(name, tarfile.REGTYPE, normal_mode(st.st_mode), mtime)
+                info.size = st.st_size
+                header(info)
+                if st.st_size >= MEMBER_MIN:
+                    member = _file_member(path, sha256.get(rel), level, cache)
+                    if struct.unpack("<I", member[-4:])[0] != st.st_size & 0xFFFFFFFF:
+                        raise OSError(f"{path} changed while it was packed")
+                    stream.whole(member, st.st_size)
                 else:
-                    info = _info(name, tarfile.REGTYPE, normal_mode(st.st_mode), mtime)
-                    info.size = st.st_size
                     with path.open("rb") as handle:
-                        archive.addfile(info, handle)
+                        data = handle.read()
+                    if len(data) != st.st_size:
+                        raise OSError(f"{path} changed while it was packed")
+                    stream.write(data)
+                if st.st_size % _BLOCK:
+                    stream.write(bytes(_BLOCK - st.st_size % _BLOCK))
+        # The end of the archive as tarfile writes it: two zero blocks, then a whole record.
+        stream.write(bytes(2 * _BLOCK))
+        if stream.offset % _RECORD:
+            stream.write(bytes(_RECORD - stream.offset % _RECORD))
+        stream.end()
     return hashing.digest.hexdigest()
 
 
 def _prefix_dirs(prefix: str) -> list[str]:
     parts = prefix.strip("/").split("/")
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def write_tarball_apart(
+    root: Path,
+    prefix: str,
+    dest: Path,
+    mtime: int,
+    level: int,
+    *,
+    cache: Path | None = None,
+    sha256: dict[str, str] | None = None,
+) -> str:
+    """`write_tarball` in a process of its own, so two platforms pack at once.
+
+    Packing is mostly Python work per file (headers, small reads) that holds the GIL: two
+    platforms packed by two threads of one process take turns, by two processes they run on
+    two cores. Arguments go as JSON on stdin, the digest comes back on stdout.
+    """
+    import json
+    import subprocess
+    import sys
+
+    request = {"root": str(root), "prefix": prefix, "dest": str(dest), "mtime": mtime,
+               "level": level, "cache": str(cache) if cache else None, "sha256": sha256 or {}}  # fmt: skip
+    from release.errors import InfrastructureError
+
+    # This very copy of the package, wherever it was imported from.
+    home = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (home, os.environ.get("PYTHONPATH", "")) if p)}  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "release.build.tarball"],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    digest = proc.stdout.strip()
+    if proc.returncode != 0 or len(digest) != 64:
+        raise InfrastructureError(
+            f"packing {dest.name} failed: {proc.stderr.strip()[-2000:] or proc.returncode}",
+            where=str(root),
+            fix="free disk space or fix the permissions the message names, then build again",
+        )
+    return digest
+
+
+def _main() -> None:
+    import json
+    import sys
+
+    request = json.load(sys.stdin)
+    print(
+        write_tarball(
+            Path(request["root"]), request["prefix"], Path(request["dest"]), request["mtime"],
+            request["level"], cache=Path(request["cache"]) if request["cache"] else None,
+            sha256=request["sha256"],
+        )
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    _main()

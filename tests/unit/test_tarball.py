@@ -99,3 +99,90 @@ def test_compression_level_is_deterministic(tmp_path: Path, level: int) -> None:
     one = write_tarball(tree, "p", tmp_path / "1.tgz", EPOCH, level)
     two = write_tarball(tree, "p", tmp_path / "2.tgz", EPOCH, level)
     assert one == two
+
+
+def big_tree(root: Path) -> Path:
+    """Small files, and two files large enough for members of their own (one twice)."""
+    make_tree(root, order=ORDER, mtime=1, umask_exec=True)
+    (root / "lib/big.so").write_bytes(os.urandom(200_000))
+    (root / "lib/pkg/table.py").write_bytes(b"row = 1\n" * 20_000)
+    os.link(root / "lib/big.so", root / "lib/big-copy.so")
+    return root
+
+
+def test_the_tar_stream_is_what_tarfile_writes(tmp_path: Path) -> None:
+    """The hand-made stream (headers, padding, end blocks, record) equals tarfile's own."""
+    import io
+    import stat
+
+    from release.build.manifest import normal_mode
+    from release.build.tarball import _entries, _info, _prefix_dirs
+
+    tree = big_tree(tmp_path / "t")
+    write_tarball(tree, "v1/Linux-x86_64", tmp_path / "ours.tar.gz", EPOCH)
+    expected = io.BytesIO()
+    with tarfile.open(fileobj=expected, mode="w|", format=tarfile.GNU_FORMAT) as archive:
+        for part in _prefix_dirs("v1/Linux-x86_64"):
+            archive.addfile(_info(part, tarfile.DIRTYPE, 0o755, EPOCH))
+        for rel, path in _entries(tree):
+            st = path.lstat()
+            name = f"v1/Linux-x86_64/{rel}"
+            if stat.S_ISLNK(st.st_mode):
+                info = _info(name, tarfile.SYMTYPE, 0o777, EPOCH)
+                info.linkname = os.readlink(path)
+                archive.addfile(info)
+            elif stat.S_ISDIR(st.st_mode):
+                archive.addfile(_info(name, tarfile.DIRTYPE, 0o755, EPOCH))
+            else:
+                info = _info(name, tarfile.REGTYPE, normal_mode(st.st_mode), EPOCH)
+                info.size = st.st_size
+                with path.open("rb") as handle:
+                    archive.addfile(info, handle)
+    with gzip.open(tmp_path / "ours.tar.gz") as gz:
+        assert gz.read() == expected.getvalue()
+
+
+def test_cached_members_change_no_byte_and_are_reused(tmp_path: Path) -> None:
+    import subprocess
+
+    tree = big_tree(tmp_path / "t")
+    cache = tmp_path / "members"
+    plain = write_tarball(tree, "v1/Linux-x86_64", tmp_path / "plain.tgz", EPOCH, 3)
+    cold = write_tarball(tree, "v1/Linux-x86_64", tmp_path / "cold.tgz", EPOCH, 3, cache=cache)
+    stored = sorted(cache.rglob("*.gz"))
+    assert len(stored) == 2  # big.so (twice in the tree, once in the cache) and table.py
+    warm = write_tarball(tree, "v1/Linux-x86_64", tmp_path / "warm.tgz", EPOCH, 3, cache=cache)
+    assert plain == cold == warm
+    assert (tmp_path / "plain.tgz").read_bytes() == (tmp_path / "warm.tgz").read_bytes()
+    # The next release: another prefix and time, the same large files, the same members.
+    times = [p.stat().st_mtime_ns for p in stored]
+    write_tarball(tree, "v2/Linux-x86_64", tmp_path / "v2.tgz", EPOCH + 86400, 3, cache=cache)
+    assert [p.stat().st_mtime_ns for p in stored] == times  # read, not written again
+    # Several members, one stream for gzip and tar themselves.
+    assert subprocess.run(["gzip", "-t", str(tmp_path / "v2.tgz")], check=False).returncode == 0
+    listing = subprocess.run(["tar", "-tzvf", str(tmp_path / "v2.tgz")], capture_output=True,
+                             text=True, check=True).stdout  # fmt: skip
+    assert "v2/Linux-x86_64/lib/big-copy.so" in listing
+    with tarfile.open(tmp_path / "v2.tgz") as archive:
+        member = archive.extractfile("v2/Linux-x86_64/lib/big.so")
+        assert member is not None and member.read() == (tree / "lib/big.so").read_bytes()
+    header = (tmp_path / "v2.tgz").read_bytes()
+    assert header.count(b"\x1f\x8b\x08\x00" + (EPOCH + 86400).to_bytes(4, "little")) >= 3
+
+
+def test_a_cached_member_that_does_not_match_the_file_is_not_used(tmp_path: Path) -> None:
+    tree = big_tree(tmp_path / "t")
+    cache = tmp_path / "members"
+    sums = {"lib/pkg/table.py": "ab" * 32}  # what the manifest would say, here made up
+    first = write_tarball(tree, "v1/L", tmp_path / "1.tgz", EPOCH, 3, cache=cache, sha256=sums)
+    [stored] = list(cache.rglob(f"{'ab' * 32}.gz"))
+    # The same digest now names other bytes (a damaged cache, a wrong entry): the trailer
+    # (CRC-32 and length) does not match the file, so the member is made again.
+    (tree / "lib/pkg/table.py").write_bytes(b"row = 2\n" * 20_000)
+    second = write_tarball(tree, "v1/L", tmp_path / "2.tgz", EPOCH, 3, cache=cache, sha256=sums)
+    assert second != first
+    with tarfile.open(tmp_path / "2.tgz") as archive:
+        member = archive.extractfile("v1/L/lib/pkg/table.py")
+        assert member is not None and member.read() == b"row = 2\n" * 20_000
+    assert write_tarball(tree, "v1/L", tmp_path / "3.tgz", EPOCH, 3) == second
+    assert stored.exists()
