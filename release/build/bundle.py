@@ -96,6 +96,8 @@ class BuildReport:
     seconds: float = 0.0
     #: Seconds of the phases shared by the platforms (the product's wheel, the locks).
     phases: dict[str, float] = field(default_factory=dict)
+    #: The product's VOs' pilot folders built with the release: VO -> sha512 of checksums.
+    pilots: dict[str, str] = field(default_factory=dict)
 
     @property
     def version_dir(self) -> Path:
@@ -112,6 +114,7 @@ class BuildReport:
             "seconds": round(self.seconds, 3),
             "phases": {name: round(seconds, 2) for name, seconds in self.phases.items()},
             "platforms": [bundle.as_dict() for bundle in self.bundles],
+            **({"pilots": self.pilots} if self.pilots else {}),
         }
 
 
@@ -443,6 +446,33 @@ def _commit(staging: Path, version_dir: Path, built: list[PlatformBundle]) -> li
     return placed
 
 
+def _build_pilots(
+    config: ReleaseConfig, product: str, tag: str, out: Path, progress: Progress
+) -> dict[str, str]:
+    """The pilot folders of the product's VOs for this release, beside the bundles in
+    `<out>/pilots/` (VO -> sha512 of its checksums.sha512): a release is published with them."""
+    vos = config.product_pilots(product)
+    if not vos:
+        return {}
+    from release.pilot.archive import CHECKSUMS_NAME
+    from release.pilot.build import build_pilots
+    from release.pilot.layout import version_rel
+    from release.pilot.wrapper import write_wrapper
+    from release.targets import for_product
+
+    progress.step("pilots", f"pilot files of {', '.join(vos)}")
+    built = [b for vo in vos for b in build_pilots(config, version=tag, vo=vo, out=out / "pilots")]
+    layout = for_product(config, product).layout
+    for b in built:
+        # The script a SiteDirector would submit for these files once published: made now,
+        # where the package index is reachable, for certification to run on the hosts.
+        progress.step("pilots", f"pilot wrapper of {b.vo}")
+        location = "file:" + layout.client_path(version_rel(layout.version_dir(tag), b.vo))
+        write_wrapper(config, b.vo, b.folder, location)
+    progress.done("pilots", "done")
+    return {b.vo: hashlib.sha512(b.files[CHECKSUMS_NAME]).hexdigest() for b in built}
+
+
 def build_release(
     config: ReleaseConfig,
     *,
@@ -543,6 +573,7 @@ def build_release(
                 raise
             shutil.rmtree(staging, ignore_errors=True)
     report.bundles.sort(key=lambda bundle: arches.index(bundle.platform))  # type: ignore[arg-type]
+    report.pilots = _build_pilots(config, name, release_version.tag, out, progress)
     report.seconds = time.monotonic() - started
     if not all(bundle.cached for bundle in report.bundles):
         ledger.record("build", report.as_dict())  # a rebuild that reused everything did nothing

@@ -27,7 +27,7 @@ class BuildStage:
                 ctx.config, version=ctx.tag, product_name=ctx.product, progress=progress
             )
         cached = all(bundle.cached for bundle in report.bundles)
-        pilots = self._pilots(ctx)
+        pilots = report.pilots
         return done(
             self.name,
             f"{len(report.bundles)} bundles in {report.version_dir}"
@@ -38,21 +38,6 @@ class BuildStage:
             out=str(report.version_dir),
             pilots=pilots,
         )
-
-    @staticmethod
-    def _pilots(ctx: Context) -> dict[str, str]:
-        """The product's VOs' pilot folders for this release (VO -> sha512 of its checksums):
-        built with the bundles, so the publication carries them."""
-        vos = ctx.config.product_pilots(ctx.product)
-        if not vos:
-            return {}
-        import hashlib
-
-        from release.pilot.archive import CHECKSUMS_NAME
-        from release.pilot.build import build_pilots
-
-        built = [b for vo in vos for b in build_pilots(ctx.config, version=ctx.tag, vo=vo)]
-        return {b.vo: hashlib.sha512(b.files[CHECKSUMS_NAME]).hexdigest() for b in built}
 
     def verify(self, ctx: Context) -> str | None:
         from cvmfs.bundles import load_bundles

@@ -101,9 +101,13 @@ def host_checks(config: ReleaseConfig, env_name: str, tag: str) -> list[Check]:
     if env.runtime == "k3s":
         return k3s_host_checks(config, env_name, tag)
     started = time.monotonic()
-    result = run_playbook(config, env_name=env_name, version=tag, action="verify", echo=False)
+    pilot = _pilot_wrapper(config, env_name, tag)
+    extra = {"dirac_pilot_wrapper": pilot["script"]} if pilot and "script" in pilot else None
+    result = run_playbook(config, env_name=env_name, version=tag, action="verify", echo=False,
+                          extra_vars=extra)  # fmt: skip
     seconds = round((time.monotonic() - started) / max(len(env.hosts), 1), 3)
     checks = []
+    names = (f"runs {tag}", "services up", *(("pilot wrapper",) if pilot else ()))
     for host in result["hosts"]:
         name = host["host"]
         facts = host.get("facts") or {}
@@ -111,9 +115,10 @@ def host_checks(config: ReleaseConfig, env_name: str, tag: str) -> list[Check]:
             # Unreachable, or verify.yml failed on the host before it could report.
             kind = UNREACHABLE if host["result"] == HostOutcome.UNREACHABLE else FAILED
             why = host["reason"] or f"verify.yml reported nothing ({host['result']})"
-            checks += [Check("hosts", check, name, kind, why, seconds)
-                       for check in (f"runs {tag}", "services up")]  # fmt: skip
+            checks += [Check("hosts", check, name, kind, why, seconds) for check in names]
             continue
+        if pilot is not None:
+            checks.append(_pilot_check(pilot, facts, name, seconds))
         root = facts.get("root") or "/opt/dirac"
         services = list(zip(facts.get("service_names") or [], facts.get("service_status") or [],
                             facts.get("service_trees") or [], strict=False))  # fmt: skip
@@ -139,6 +144,42 @@ def host_checks(config: ReleaseConfig, env_name: str, tag: str) -> list[Check]:
                             "; ".join(down) if down else "; ".join(str(s) for _, s, _ in services) or "no services",
                             seconds))  # fmt: skip
     return checks
+
+
+def _pilot_wrapper(config: ReleaseConfig, env_name: str, tag: str) -> dict[str, str] | None:
+    """The wrapper script the build wrote for the environment's VO's pilot files of `tag`, for
+    verify.yml to run on every host; None when the product has no pilot files, the reason
+    when there is no script (then the check fails, it is not skipped)."""
+    from release.pilot.build import output_root
+    from release.pilot.wrapper import described, wrapper_path
+
+    vo = config.environment_pilot(env_name)
+    if vo is None:
+        return None
+    path = wrapper_path(output_root(config, None) / vo / tag)
+    try:
+        dirac, location = described(path.read_text(encoding="utf-8"))
+    except OSError:
+        return {"vo": vo, "location": str(path.parent / tag),
+                "error": f"no pilot wrapper script at {path}: build the release again "
+                         f"(dirac-release build --version {tag}) where the package index is "
+                         "reachable"}  # fmt: skip
+    return {"vo": vo, "location": location, "script": str(path), "dirac": dirac}
+
+
+def _pilot_check(pilot: dict[str, str], facts: dict[str, Any], host: str, seconds: float) -> Check:
+    from release.pilot.wrapper import judge
+
+    target = f"{pilot['location']} ({pilot['vo']})"
+    if "error" in pilot:
+        return Check("hosts", "pilot wrapper", host, FAILED, pilot["error"], seconds)
+    if facts.get("pilot_rc") in (None, ""):
+        return Check("hosts", "pilot wrapper", host, FAILED,
+                     f"verify.yml did not run the wrapper for {target}", seconds)  # fmt: skip
+    passed, evidence = judge(int(facts["pilot_rc"]), str(facts.get("pilot_stdout") or ""),
+                             str(facts.get("pilot_stderr") or ""))  # fmt: skip
+    return Check("hosts", "pilot wrapper", host, PASSED if passed else FAILED,
+                 f"DIRAC {pilot['dirac']} PilotWrapper on {target}: {evidence}", seconds)  # fmt: skip
 
 
 def k3s_host_checks(config: ReleaseConfig, env_name: str, tag: str) -> list[Check]:

@@ -221,6 +221,10 @@ class PilotDeployment(_Frozen):
         | None
     ) = None
     settings: PilotSettings = Field(default_factory=PilotSettings)
+    #: The DIRAC (a requirement of the package index) whose PilotWrapper.py writes the wrapper
+    #: script for these pilot files, as the VO's SiteDirector would; the build makes it and
+    #: certification runs it on every host.
+    wrapper: str = Field(default="DIRAC>=9.1,<10", min_length=1)
 
     @field_validator("modules", mode="before")
     @classmethod

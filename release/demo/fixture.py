@@ -66,6 +66,9 @@ def demo_config_text(
     document = tomlkit.parse(text)
     if source is not None:
         document["products"]["vodemo"]["source"]["git"] = source
+        # The demo's Pilot stand-in and the VO's module live in the product repository too.
+        document["pilots"]["vodemo"]["pilot"]["git"] = source
+        document["pilots"]["vodemo"]["modules"]["git"] = source
     if platforms is not None:
         unknown = set(platforms) - set(document["platforms"])
         if unknown:

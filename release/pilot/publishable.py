@@ -26,22 +26,8 @@ from release.pilot import archive
 if TYPE_CHECKING:
     from release.config import ReleaseConfig
 
-#: Inside a version folder: `<prefix>/<tag>/pilot/<vo>/`.
-VERSION_SUBFOLDER = "pilot"
-#: In the prefix: the link the wrapper's CVMFS location reaches (`<cvmfs>/<project>dirac/pilot`).
-PILOT_LINK = "pilot"
 #: Beside the built folders: the trees handed to the publisher (hardlinks and a manifest).
 STAGING = ".publish"
-
-
-def version_rel(version_dir: str, vo: str) -> str:
-    """Where a VO's pilot files lie in the repository, under the release's version folder."""
-    return f"{version_dir}/{VERSION_SUBFOLDER}/{vo}"
-
-
-def link_target(tag: str, vo: str) -> str:
-    """What `<prefix>/pilot` points to for a VO's files of a release (relative, in the prefix)."""
-    return f"{tag}/{VERSION_SUBFOLDER}/{vo}"
 
 
 def _refuse(folder: Path, what: str, vo: str, tag: str) -> BadInput:

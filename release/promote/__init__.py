@@ -70,7 +70,7 @@ def production_pilot(
     An admin used to bump the pilots' Version by hand after an upgrade; here the files the
     wrapper reads switch in the very transaction that switches the release.
     """
-    from release.pilot.publishable import PILOT_LINK, link_target, version_rel
+    from release.pilot.layout import PILOT_LINK, link_target, version_rel
 
     vo = config.environment_pilot(env_name)
     if vo is None:

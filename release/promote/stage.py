@@ -44,7 +44,7 @@ class PromoteStage:
             return f"pro points to {now or 'nothing'} now"
         vo = ctx.config.environment_pilot(ctx.production)
         if vo is not None:
-            from release.pilot.publishable import PILOT_LINK, link_target
+            from release.pilot.layout import PILOT_LINK, link_target
 
             if entries.get(PILOT_LINK) != link_target(ctx.tag, vo):
                 return f"pilot points to {entries.get(PILOT_LINK) or 'nothing'} now"

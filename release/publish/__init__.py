@@ -26,7 +26,8 @@ def pilot_extras(
     `pilot build` wrote in `<out>/pilots/` beside the bundles."""
     if not config.product_pilots(product):
         return {}
-    from release.pilot.publishable import stage, version_rel
+    from release.pilot.layout import version_rel
+    from release.pilot.publishable import stage
 
     staged = stage(config, product, tag, out / "pilots")
     return {

@@ -83,7 +83,7 @@ class PublishStage:
                 return f"{layout.client_path(rel)}: {len(problems)} problem(s): {problems[0]}"
             if built.get(arch) and backend.manifest_digest(rel) != built[arch]:
                 return f"{layout.client_path(rel)} is not the bundle built now"
-        from release.pilot.publishable import version_rel
+        from release.pilot.layout import version_rel
 
         for vo in ctx.config.product_pilots(ctx.product):
             rel = version_rel(layout.version_dir(ctx.tag), vo)

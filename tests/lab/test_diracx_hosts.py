@@ -247,7 +247,9 @@ def test_certify_passes_on_the_deployment(site: Site) -> None:
         assert checks[("runs v1.0.1", host.name)]["result"] == "passed"
         assert "demo" in str(checks[("userinfo", url)]["evidence"])
     assert (
-        checks[("Linux-x86_64 verifies", f"/cvmfs/{REPO}/vodemo/v1.0.1/Linux-x86_64")]["result"]
+        checks[("Linux-x86_64 verifies", f"/cvmfs/{REPO}/vodemodirac/v1.0.1/Linux-x86_64")][
+            "result"
+        ]
         == "passed"
     )
     tree = junit.read_text()

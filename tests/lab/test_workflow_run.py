@@ -153,8 +153,11 @@ def test_a_tag_runs_the_whole_release_workflow(tmp_path: Path) -> None:
         assert now == tags  # no new CVMFS revision, no new named tag
         run.steps += rerun.steps
     # Published, released on GitHub, certified and promoted.
-    assert (stratum / "vodemo" / DEMO_TAG / "Linux-x86_64/diracosrc").is_file()
-    assert os.readlink(stratum / "vodemo/pro") == DEMO_TAG
+    assert (stratum / "vodemodirac" / DEMO_TAG / "Linux-x86_64/diracosrc").is_file()
+    # The VO's pilot files went out with the release and moved with pro, where the wrapper looks.
+    assert os.readlink(stratum / "vodemodirac/pilot") == f"{DEMO_TAG}/pilot/vodemo"
+    assert (stratum / "vodemodirac/pilot/pilot.json").is_file()
+    assert os.readlink(stratum / "vodemodirac/pro") == DEMO_TAG
     (release,) = github.releases.values()
     assert (
         release["draft"] is False and len(release["assets"]) == 6

@@ -42,3 +42,12 @@ def test_lab_hosts_key_platforms_and_source_are_set_in_place(tmp_path: Path) -> 
 def test_an_unknown_platform_is_refused() -> None:
     with pytest.raises(ValueError, match="no platform"):
         fixture.demo_config_text(platforms=["riscv64"])
+
+
+def test_the_demo_pilot_is_pinned_to_the_commit_the_fixture_makes(tmp_path: Path) -> None:
+    """The demo's stand-in Pilot lives in its product repository; release.toml pins the commit
+    of v1.0.0, which the fixed files and date make the same everywhere. A change to the
+    product's files changes that commit: then put the new one in release/resources/demo/release.toml."""
+    commit = fixture.prepare_repository(tmp_path / "repo")
+    pinned = tomllib.loads(fixture.demo_config_text())["pilots"]["vodemo"]["pilot"]["commit"]
+    assert pinned == commit, f"release/resources/demo/release.toml must pin {commit}"

@@ -15,7 +15,6 @@ import importlib.util
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -32,21 +31,23 @@ WRAPPER = "DIRAC/WorkloadManagementSystem/Utilities/PilotWrapper.py"
 
 @pytest.fixture(scope="module")
 def pilot_wrapper(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    from release.build.uvtool import uv_binary, uv_env
+    """DIRAC's PilotWrapper.py, fetched the way the build fetches it (release.pilot.wrapper)."""
+    from release.config import load_config
+    from release.errors import InfrastructureError
+    from release.pilot.wrapper import wrapper_generator
 
-    target = tmp_path_factory.mktemp("dirac-wheel")
+    site = tmp_path_factory.mktemp("wrapper-cache")
+    (site / "release.toml").write_text(
+        '[products.DIRAC]\nsource = { index = "DIRAC" }\n[build]\ncache_dir = "cache"\n'
+    )
     try:
-        proc = subprocess.run(
-            [uv_binary(), "pip", "install", "--no-deps", "--no-config", "--quiet",
-             "--target", str(target), "--python", sys.executable, "DIRAC>=9.1,<10"],
-            capture_output=True, text=True, env=uv_env(), timeout=300, check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        lab_skip(f"the DIRAC wheel could not be fetched from the package index: {exc}")
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["?"])[-1]
-        lab_skip(f"the DIRAC wheel could not be fetched from the package index: {last}")
-    spec = importlib.util.spec_from_file_location("PilotWrapper", target / WRAPPER)
+        generator, version = wrapper_generator(
+            load_config(site / "release.toml", environ={}), "DIRAC>=9.1,<10"
+        )
+    except InfrastructureError as exc:
+        lab_skip(f"the DIRAC wheel could not be fetched from the package index: {exc.message}")
+    assert version.startswith("9.") and generator.name == "PilotWrapper.py"
+    spec = importlib.util.spec_from_file_location("PilotWrapper", generator)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
