@@ -256,3 +256,32 @@ def test_the_cli_builds_with_json_and_refuses_with_exit_2(
                  "--out", str(tmp_path / "o2")]) == 2  # fmt: skip
     assert "did you mean 'dteam'" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists()
+
+
+def test_publishable_gives_each_architecture_a_tree_and_its_manifest(
+    tmp_path: Path, bases: Path
+) -> None:
+    from cvmfs import manifest_rules
+    from release.build import manifest as mf
+    from release.image.publishable import publishable
+
+    config = _config(tmp_path)
+    builds = build_images(config, version="v9.0.0", out=tmp_path / "out")
+    staged = publishable(config, version="v9.0.0", vo="dteam", out=tmp_path / "out",
+                         staging=tmp_path / "pub")  # fmt: skip
+    assert sorted(staged) == ["aarch64", "x86_64"]
+    for build in builds:
+        one = staged[build.arch]
+        assert one.tree == tmp_path / "pub" / build.arch and one.layout == build.layout
+        manifest_rules.validate("test", one.manifest)
+        assert one.manifest["product"] == "image-dteam" and one.manifest["platform"] == build.arch
+        assert one.manifest["image"]["manifest_digest"] == build.manifest_digest
+        assert mf.read_manifest(one.tree) == one.manifest
+        assert mf.verify_tree(one.tree, one.manifest) == []
+        paths = {entry["path"]: entry for entry in one.manifest["files"]}
+        assert paths["lib64/ld.so"]["link"] == "../usr/lib/ld.so"  # relative inside the tree
+        assert "cvmfs/.dirac-release-keep" in paths  # the empty mount point is kept
+        assert ".dirac-release/image.json" in paths
+        assert (
+            build.folder / "usr/bin/su"
+        ).stat().st_mode & 0o7777 == 0o4755  # never written through
