@@ -102,7 +102,9 @@ def runner_problem(arch: str) -> str | None:
 class TreeRunner:
     """Starts programs inside one unpacked tree, /cvmfs bound from `cvmfs`."""
 
-    def __init__(self, tree: Path, arch: str, cvmfs: Path) -> None:
+    def __init__(
+        self, tree: Path, arch: str, cvmfs: Path, env: dict[str, str] | None = None
+    ) -> None:
         problem = runner_problem(arch)
         if problem:
             raise InfrastructureError(f"cannot run the {arch} image here: {problem}")
@@ -111,6 +113,9 @@ class TreeRunner:
                 raise BadInput(f"{tree} has no /{mount_point} folder to mount on",
                                where=str(tree), fix="rebuild it with dirac-release image build")  # fmt: skip
         self.tree, self.arch, self.cvmfs = tree, arch, cvmfs
+        #: The image's own environment (its config's Env), as a container runtime sets it.
+        self.env = env or {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+                           "LC_ALL": "C.UTF-8"}  # fmt: skip
         self.native = arch == host_platform.machine()
         self.qemu = "" if self.native else str(_qemu(arch))
         self.how = "natively" if self.native else f"under qemu-user ({Path(self.qemu).name})"
@@ -125,8 +130,7 @@ class TreeRunner:
             timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess[str]:  # fmt: skip
         """Start one program of the tree (a path inside it) with its arguments."""
         inner = argv if self.native else [QEMU_IN_TREE, *argv]
-        base_env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LC_ALL": "C.UTF-8",
-                    "HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"}  # noqa: S108  # fmt: skip
+        base_env = {"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", **self.env}  # noqa: S108
         try:
             return subprocess.run(
                 [*self.prefix, *inner], capture_output=True, text=True, errors="replace",
@@ -194,10 +198,12 @@ def check_tree(
     os_id: str | None = None,
     source: str | None = None,
     command: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> CheckResult:
     """Run the checks in `tree` (an unpacked image); a failing step makes the result fail.
 
     `os_id` is the declared OS (the ID of /etc/os-release, e.g. "debian"); `source` and
+    `env` is the image's environment (its config's Env). `source` and
     `command` go together: the file sourced inside (e.g. /cvmfs/<repo>/<prefix>/<tag>/
     Linux-<arch>/diracosrc) and the command run after it.
     """
@@ -211,7 +217,7 @@ def check_tree(
         (made / ".dirac-release-bound").write_text("bound\n", encoding="utf-8")
         cvmfs = made
     try:
-        runner = TreeRunner(tree, arch, cvmfs)
+        runner = TreeRunner(tree, arch, cvmfs, env)
         result = CheckResult(tree=tree, arch=arch, how=runner.how)
         uname = runner.run(["/bin/uname", "-m"])
         machine = uname.stdout.strip()
@@ -248,11 +254,20 @@ def check_images(
     command: str | None = None,
 ) -> list[CheckResult]:
     """Check built trees (image.json records): `{arch}` in source is the tree's architecture."""
+    from release.image.oci import read_layout_image
+
     results = []
     for build in builds:
         arch = str(build["arch"])
+        try:
+            _manifest, config, _digest = read_layout_image(Path(build["layout"]))
+            lines = (config.get("config") or {}).get("Env") or []
+        except (OSError, ValueError, KeyError, IndexError):
+            lines = []  # a tree without its layout: the default environment
+        env = dict(line.split("=", 1) for line in lines if "=" in line) or None
         os_id = "debian" if str(build.get("base", "")).startswith("debian:") else None
         results.append(check_tree(
             Path(build["folder"]), arch, cvmfs=cvmfs, os_id=os_id,
-            source=source.replace("{arch}", arch) if source else None, command=command))  # fmt: skip
+            source=source.replace("{arch}", arch) if source else None, command=command,
+            env=env))  # fmt: skip
     return results
