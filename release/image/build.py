@@ -20,6 +20,7 @@ rebuild that finds the same image in place leaves it alone (`unchanged`).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -48,6 +49,9 @@ IMAGE_JSON = f"{META_DIR}/image.json"
 #: mount points a container runtime mounts over (a read-only tree cannot get them later).
 MOUNT_POINTS = ("/cvmfs", "/dev", "/mnt", "/proc", "/run", "/sys", "/tmp")  # noqa: S108
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: Changes whenever the writer would write other bytes for the same inputs (it is part of
+#: the inputs key, so an image written by an older writer is rebuilt, not reused).
+WRITER_VERSION = "1"
 #: Programs whose ELF header says which architecture a root filesystem is for.
 _ARCH_PROBES = ("usr/bin/env", "bin/env", "usr/bin/ls", "bin/ls", "usr/bin/sh", "bin/sh")
 
@@ -87,6 +91,7 @@ class ImageBuild:
     bytes: int = 0
     seconds: float = 0.0
     created: int = 0
+    inputs: str = ""
     left_out: list[str] = field(default_factory=list)
     added: list[str] = field(default_factory=list)
 
@@ -106,7 +111,19 @@ class ImageBuild:
             "base": self.base,
             "base_digest": self.base_digest,
             "created": oci.rfc3339(self.created),
+            "inputs": self.inputs,
+            "layer_size": self.layer_size,
+            "files": self.files,
+            "bytes": self.bytes,
+            "left_out": self.left_out,
+            "added": self.added,
         }
+
+    def take(self, recorded: dict[str, Any]) -> None:
+        """Fill in what an image already in place says about itself (image.json)."""
+        for name in ("manifest_digest", "config_digest", "layer_digest", "diff_id",
+                     "layer_size", "files", "bytes", "left_out", "added"):  # fmt: skip
+            setattr(self, name, recorded[name])
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -118,8 +135,6 @@ class ImageBuild:
             "files": self.files,
             "bytes": self.bytes,
             "seconds": round(self.seconds, 2),
-            "left_out": self.left_out,
-            "added": self.added,
         }
 
 
@@ -330,13 +345,51 @@ def unpack_layer(layout: Path, image: oci.Image, dest: Path) -> None:
     applier.finish()
 
 
-def _same_in_place(build: ImageBuild) -> bool:
+def inputs_key(
+    source: Source, *, env: list[str], labels: dict[str, str], level: int,
+    add_dirs: tuple[str, ...], entries: oci.Entries | None,
+) -> str:  # fmt: skip
+    """What decides the image's bytes, hashed without reading a file's content: so a rerun
+    with nothing changed is a no-op in a second, not a new 300 MB gzip.
+
+    A Debian base counts by every entry with its device, inode, size, mtime and ctime (a
+    change of content changes ctime, which no one can set back); an OCI archive by its
+    manifest digest (content-addressed already). A key that differs only means a full build,
+    which then still finds the same manifest digest when the bytes are the same.
+    """
+    digest = hashlib.sha256(oci.canonical({
+        "writer": WRITER_VERSION, "arch": source.arch, "base": source.digest,
+        "mtime": source.mtime, "env": env, "labels": labels, "level": level,
+        "add_dirs": list(add_dirs),
+    }))  # fmt: skip
+    for entry in entries.items if entries is not None else ():
+        line = f"{entry.name}\0{entry.kind}\0{entry.mode:o}\0{entry.link}\0{entry.size}"
+        if entry.source is not None:
+            st = os.lstat(entry.source)
+            line += f"\0{st.st_dev}\0{st.st_ino}\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
+        digest.update(line.encode("utf-8", "surrogateescape") + b"\n")
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _in_place(build: ImageBuild) -> dict[str, Any] | None:
+    """image.json of the image in place when its layout holds the image it names."""
     try:
-        recorded = json.loads((build.folder / IMAGE_JSON).read_text(encoding="utf-8"))
-        _m, _c, digest = oci.read_layout_image(build.layout)
-    except (OSError, ValueError, KeyError, IndexError):
-        return False
-    return bool(recorded.get("manifest_digest") == build.manifest_digest == digest)
+        recorded: dict[str, Any] = json.loads((build.folder / IMAGE_JSON).read_text("utf-8"))
+        manifest, _config, digest = oci.read_layout_image(build.layout)
+        blobs = build.layout / "blobs" / "sha256"
+        layer = manifest["layers"][0]
+        whole = (blobs / layer["digest"].removeprefix("sha256:")).stat().st_size == layer["size"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    return recorded if whole and recorded.get("manifest_digest") == digest else None
+
+
+def _rewrite_record(build: ImageBuild) -> None:
+    """The same image in place, found from other inputs: its record says the new ones."""
+    path = build.folder / IMAGE_JSON
+    temp = path.with_name(f".image.json.{os.getpid()}")
+    temp.write_text(json.dumps(build.record(), indent=2, sort_keys=True) + "\n", "utf-8")
+    temp.replace(path)
 
 
 def _swap(staged: Path, final: Path, parent: Path) -> bool:
@@ -364,7 +417,7 @@ class Staged:
     """One architecture's image built in its staging folder, not yet in place."""
 
     build: ImageBuild
-    staging: Path
+    staging: Path | None  # None: the image in place is this one, nothing to move
 
 
 def stage_one(
@@ -380,29 +433,34 @@ def stage_one(
                        folder=tag_dir / source.arch, layout=tag_dir / "oci" / source.arch,
                        base=source.label, base_digest=source.digest,
                        created=source.mtime)  # fmt: skip
+    env = env_for(settings)
+    labels = labels_for(settings, vo=vo, product=product, tag=tag, source=source)
+    add_dirs = (*MOUNT_POINTS, *settings.binds)
+    level = config.build.compression_level
+    entries = oci.tree_entries(source.tree, add_dirs=add_dirs) if source.tree else None
+    build.inputs = inputs_key(source, env=env, labels=labels, level=level, add_dirs=add_dirs,
+                              entries=entries)  # fmt: skip
+    recorded = _in_place(build)
+    if recorded is not None and recorded.get("inputs") == build.inputs:
+        build.take(recorded)
+        build.status = "unchanged"
+        build.seconds = time.monotonic() - started
+        return Staged(build, None)
     tag_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=tag_dir, prefix=f".staging-{source.arch}-{os.getpid()}-"))
     try:
-        tree = source.tree
         if source.archive is not None and source.tar is not None:
             tree = staging / "base"
             flatten(source.archive, source.tar, tree, f"{config.path}: images.{vo}.base.oci."
                     f"{source.arch}")  # fmt: skip
-        if tree is None:
+            entries = oci.tree_entries(tree, add_dirs=add_dirs)
+        if entries is None:
             raise BadInput(f"no base for {source.arch}")  # prepare_sources gives one
-        entries = oci.tree_entries(tree, add_dirs=(*MOUNT_POINTS, *settings.binds))
         build.left_out, build.added = entries.left_out, entries.added
         build.files, build.bytes = entries.files, entries.bytes
-        image = oci.write_image(
-            staging / "oci",
-            arch=source.arch,
-            entries=entries,
-            mtime=source.mtime,
-            env=env_for(settings),
-            labels=labels_for(settings, vo=vo, product=product, tag=tag, source=source),
-            ref=tag,
-            level=config.build.compression_level,
-        )
+        image = oci.write_image(staging / "oci", arch=source.arch, entries=entries,
+                                mtime=source.mtime, env=env, labels=labels, ref=tag,
+                                level=level)  # fmt: skip
         if source.archive is not None:
             shutil.rmtree(staging / "base")
         build.manifest_digest = image.manifest.digest
@@ -410,8 +468,9 @@ def stage_one(
         build.layer_digest = image.layer.descriptor.digest
         build.diff_id = image.layer.diff_id
         build.layer_size = image.layer.descriptor.size
-        if _same_in_place(build):
-            build.status = "unchanged"
+        if recorded is not None and recorded.get("manifest_digest") == build.manifest_digest:
+            build.status = "unchanged"  # the same bytes from other inputs: only the record
+            _rewrite_record(build)
         else:
             unpack_layer(staging / "oci", image, staging / "tree")
             meta = staging / "tree" / META_DIR
@@ -429,6 +488,8 @@ def stage_one(
 def place(staged: Staged) -> None:
     """Rename the staged layout and tree into place (or leave an unchanged image alone)."""
     build, staging = staged.build, staged.staging
+    if staging is None:
+        return
     try:
         if build.status != "unchanged":
             tag_dir = build.folder.parent
@@ -439,7 +500,7 @@ def place(staged: Staged) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _pick_vo(config: ReleaseConfig, vo: str | None) -> list[str]:
+def pick_vos(config: ReleaseConfig, vo: str | None) -> list[str]:
     if not config.images:
         from release.config import EXAMPLES
 
@@ -477,7 +538,7 @@ def build_images(
     from release.version import parse_version_arg
 
     tag = parse_version_arg(version).tag
-    vos = _pick_vo(config, vo)
+    vos = pick_vos(config, vo)
     root = output_root(config, out)
     plans: list[tuple[str, str, Source]] = []
     try:
@@ -498,7 +559,8 @@ def build_images(
                     failure = failure or exc
         if failure is not None:
             for one in staged:
-                shutil.rmtree(one.staging, ignore_errors=True)
+                if one.staging is not None:
+                    shutil.rmtree(one.staging, ignore_errors=True)
             for name in vos:  # the folders made for the staging, when nothing else is there
                 for folder in (root / name / tag, root / name):
                     try:

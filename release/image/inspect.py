@@ -22,13 +22,13 @@ def built_images(
 ) -> list[dict[str, Any]]:
     """The image.json of each built tree (with `folder` and `layout` added); BadInput names
     what is missing and the command that builds it."""
-    from release.image.build import IMAGE_JSON, _pick_vo, output_root
+    from release.image.build import IMAGE_JSON, output_root, pick_vos
     from release.version import parse_version_arg
 
     tag = parse_version_arg(version).tag
     root = output_root(config, out)
     found: list[dict[str, Any]] = []
-    for name in _pick_vo(config, vo):
+    for name in pick_vos(config, vo):
         wanted = arches or list(config.platforms)
         for arch in wanted:
             folder = root / name / tag / arch

@@ -285,3 +285,52 @@ def test_publishable_gives_each_architecture_a_tree_and_its_manifest(
         assert (
             build.folder / "usr/bin/su"
         ).stat().st_mode & 0o7777 == 0o4755  # never written through
+
+
+def test_a_rerun_with_the_same_inputs_reads_no_file_and_a_change_is_seen(
+    tmp_path: Path, bases: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import release.image.oci as oci_module
+
+    config = _config(tmp_path)
+    out = tmp_path / "out"
+    first = build_images(config, version="v9.0.0", arches=["x86_64"], out=out)[0]
+    record = json.loads((first.folder / IMAGE_JSON).read_text())
+    assert record["inputs"].startswith("sha256:") and record["files"] == first.files
+
+    def no_layer(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the layer was written again")
+
+    write_layer = oci_module.write_layer
+    monkeypatch.setattr(oci_module, "write_layer", no_layer)
+    again = build_images(config, version="v9.0.0", arches=["x86_64"], out=out)[0]
+    assert again.status == "unchanged" and again.as_dict() | {"seconds": 0} == first.as_dict() | {
+        "seconds": 0, "status": "unchanged"}  # fmt: skip
+    monkeypatch.setattr(oci_module, "write_layer", write_layer)  # (not undo(): XDG_CACHE_HOME)
+    # The same size and mtime, other content: ctime moved, so the image is built again.
+    env = bases / "dirac-release/bases/bookworm-x86_64-dirac/etc/os-release"
+    stat = env.stat()
+    env.write_text(env.read_text().replace("12", "13"))
+    os.utime(env, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    changed = build_images(config, version="v9.0.0", arches=["x86_64"], out=out)[0]
+    assert changed.status == "replaced" and changed.manifest_digest != first.manifest_digest
+    assert "13" in (changed.folder / "etc/os-release").read_text()
+
+
+def test_the_same_bytes_from_a_copied_base_only_update_the_record(
+    tmp_path: Path, bases: Path
+) -> None:
+    import shutil
+    import subprocess
+
+    config = _config(tmp_path)
+    out = tmp_path / "out"
+    first = build_images(config, version="v9.0.0", arches=["x86_64"], out=out)[0]
+    base = bases / "dirac-release/bases/bookworm-x86_64-dirac"
+    subprocess.run(["cp", "-a", str(base), str(tmp_path / "copy")], check=True)  # hardlinks kept
+    shutil.rmtree(base)
+    (tmp_path / "copy").rename(base)  # new inodes and ctimes, the same content and mtimes
+    again = build_images(config, version="v9.0.0", arches=["x86_64"], out=out)[0]
+    assert again.status == "unchanged" and again.manifest_digest == first.manifest_digest
+    record = json.loads((first.folder / IMAGE_JSON).read_text())
+    assert record["inputs"] == again.inputs != first.inputs
