@@ -248,7 +248,7 @@ def prepare_sources(
         if isinstance(settings.base, DebianImageBase)
         else [a for a in config.platforms if a in settings.base.oci]
     )
-    wanted: list[str] = list(arches or have)
+    wanted: list[str] = list(dict.fromkeys(arches or have))  # each once, in the order given
     for arch in wanted:
         if arch not in oci.OCI_ARCH:
             raise BadInput(f"unknown architecture {arch!r}", fix="choose x86_64 or aarch64")

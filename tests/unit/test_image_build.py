@@ -334,3 +334,46 @@ def test_the_same_bytes_from_a_copied_base_only_update_the_record(
     assert again.status == "unchanged" and again.manifest_digest == first.manifest_digest
     record = json.loads((first.folder / IMAGE_JSON).read_text())
     assert record["inputs"] == again.inputs != first.inputs
+
+
+def test_a_multi_platform_archive_gives_each_architecture_its_image(
+    tmp_path: Path, isolated_env: Path
+) -> None:
+    """One archive for both: the index's platform picks the image (skopeo --all writes such)."""
+    both = tmp_path / "el9.tar"
+    blobs: dict[str, bytes] = {}
+    descriptors = []
+    for arch, goarch in (("x86_64", "amd64"), ("aarch64", "arm64")):
+        single = tmp_path / f"single-{arch}.tar"
+        oci_archive(single, architecture=goarch, layers=el9_layers(arch))
+        with tarfile.open(single) as tar:
+            index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
+            for member in tar.getmembers():
+                if member.name.startswith("blobs/"):
+                    blobs[member.name] = tar.extractfile(member).read()  # type: ignore[union-attr]
+        descriptors.append({**index["manifests"][0],
+                            "platform": {"architecture": goarch, "os": "linux"}})  # fmt: skip
+    index_bytes = json.dumps({"schemaVersion": 2, "manifests": descriptors}).encode()
+    with tarfile.open(both, "w") as tar:
+        for name, data in {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
+                           "index.json": index_bytes, **blobs}.items():  # fmt: skip
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, __import__("io").BytesIO(data))
+    text = OCI.replace('x86_64 = "el9-x86_64.tar", aarch64 = "el9-aarch64.tar"',
+                       'x86_64 = "el9.tar", aarch64 = "el9.tar"')  # fmt: skip
+    builds = build_images(_config(tmp_path, text), version="v9.0.0", out=tmp_path / "out",
+                          arches=["aarch64", "x86_64", "aarch64"])  # fmt: skip
+    assert [b.arch for b in builds] == ["aarch64", "x86_64"]
+    assert builds[0].base_digest != builds[1].base_digest
+    assert builds[0].base_digest == descriptors[1]["digest"]
+
+
+def test_check_without_a_built_image_says_how_to_build_it(
+    tmp_path: Path, bases: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _config(tmp_path)
+    code = main(["--config", str(tmp_path / "release.toml"), "image", "check", "--version",
+                 "v9.0.0", "--out", str(tmp_path / "none")])  # fmt: skip
+    assert code == 2
+    assert "dirac-release image build --version v9.0.0" in capsys.readouterr().err
