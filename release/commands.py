@@ -134,8 +134,11 @@ def cmd_image(args: argparse.Namespace) -> int:
 
     config = _load(args)
     if args.action == "build":
-        builds = build_images(config, version=args.version, vo=args.vo, arches=args.arch,
-                              out=args.out)  # fmt: skip
+        from release.progress import Progress
+
+        with Progress(enabled=_live(args), steps=4) as progress:
+            builds = build_images(config, version=args.version, vo=args.vo, arches=args.arch,
+                                  out=args.out, progress=progress)  # fmt: skip
         present.images([build.as_dict() for build in builds], args.json)
         return 0
     from release.image.check import check_images

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from release.config import ReleaseConfig
     from release.config.images import ImageSettings
     from release.image.archive import ArchiveImage
+    from release.progress import Progress
 
 DEFAULT_FOLDER = "images"
 SCHEMA = "dirac-release/image/v1"
@@ -421,7 +422,13 @@ class Staged:
 
 
 def stage_one(
-    config: ReleaseConfig, vo: str, product: str, tag: str, source: Source, root: Path
+    config: ReleaseConfig,
+    vo: str,
+    product: str,
+    tag: str,
+    source: Source,
+    root: Path,
+    progress: Progress | None = None,
 ) -> Staged:
     """Build one architecture's image in a staging folder beside its place, and unpack it."""
     from release.image.archive import flatten
@@ -429,6 +436,12 @@ def stage_one(
     settings = config.images[vo]
     started = time.monotonic()
     tag_dir = root / vo / tag
+    item = f"{vo} {source.arch}"
+
+    def step(text: str) -> None:
+        if progress is not None:
+            progress.step(item, text)
+
     build = ImageBuild(vo=vo, product=product, tag=tag, arch=source.arch,
                        folder=tag_dir / source.arch, layout=tag_dir / "oci" / source.arch,
                        base=source.label, base_digest=source.digest,
@@ -437,6 +450,7 @@ def stage_one(
     labels = labels_for(settings, vo=vo, product=product, tag=tag, source=source)
     add_dirs = (*MOUNT_POINTS, *settings.binds)
     level = config.build.compression_level
+    step("reading the base")
     entries = oci.tree_entries(source.tree, add_dirs=add_dirs) if source.tree else None
     build.inputs = inputs_key(source, env=env, labels=labels, level=level, add_dirs=add_dirs,
                               entries=entries)  # fmt: skip
@@ -445,11 +459,14 @@ def stage_one(
         build.take(recorded)
         build.status = "unchanged"
         build.seconds = time.monotonic() - started
+        if progress is not None:
+            progress.done(item, "unchanged (same inputs)")
         return Staged(build, None)
     tag_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=tag_dir, prefix=f".staging-{source.arch}-{os.getpid()}-"))
     try:
         if source.archive is not None and source.tar is not None:
+            step("applying the archive's layers")
             tree = staging / "base"
             flatten(source.archive, source.tar, tree, f"{config.path}: images.{vo}.base.oci."
                     f"{source.arch}")  # fmt: skip
@@ -458,6 +475,7 @@ def stage_one(
             raise BadInput(f"no base for {source.arch}")  # prepare_sources gives one
         build.left_out, build.added = entries.left_out, entries.added
         build.files, build.bytes = entries.files, entries.bytes
+        step(f"writing the layer ({entries.files} files)")
         image = oci.write_image(staging / "oci", arch=source.arch, entries=entries,
                                 mtime=source.mtime, env=env, labels=labels, ref=tag,
                                 level=level)  # fmt: skip
@@ -472,6 +490,7 @@ def stage_one(
             build.status = "unchanged"  # the same bytes from other inputs: only the record
             _rewrite_record(build)
         else:
+            step("unpacking the layer")
             unpack_layer(staging / "oci", image, staging / "tree")
             meta = staging / "tree" / META_DIR
             meta.mkdir(exist_ok=True)
@@ -482,6 +501,8 @@ def stage_one(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     build.seconds = time.monotonic() - started
+    if progress is not None:
+        progress.done(item, f"built in {build.seconds:.1f} s")
     return Staged(build, staging)
 
 
@@ -529,6 +550,7 @@ def build_images(
     vo: str | None = None,
     arches: list[str] | None = None,
     out: Path | None = None,
+    progress: Progress | None = None,
 ) -> list[ImageBuild]:
     """Build the images of one VO (or of every VO of [images]) for one release.
 
@@ -548,7 +570,7 @@ def build_images(
             plans += [(name, product, source) for source in sources]
         workers = max(1, min(config.build.jobs, len(plans)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(stage_one, config, name, product, tag, source, root)
+            futures = [pool.submit(stage_one, config, name, product, tag, source, root, progress)
                        for name, product, source in plans]  # fmt: skip
             staged: list[Staged] = []
             failure: BaseException | None = None
