@@ -79,14 +79,17 @@ class CheckResult:
 
 
 def _tool(name: str) -> str | None:
-    for folder in ("/usr/sbin", "/sbin", "/usr/bin", "/bin"):
-        if Path(folder, name).is_file():
-            return f"{folder}/{name}"
-    return shutil.which(name)
+    """Found here, not by the child's PATH (a caller's may lack /usr/sbin), as the build's
+    smoke test finds them."""
+    from release.build.smoke import _sbin
+
+    return shutil.which(name) or _sbin(name)
 
 
 def _qemu(arch: str) -> str | None:
-    return shutil.which(f"qemu-{arch}-static") or shutil.which(f"qemu-{arch}")
+    from release.build.smoke import _qemu as smoke_qemu
+
+    return smoke_qemu(arch)
 
 
 def runner_problem(arch: str) -> str | None:
