@@ -86,6 +86,7 @@ class ReleaseConfig(_Frozen):
             for n, p in self.products.items()
         ]
         refs += [(f"products.{n}.base", p.base, self.bases) for n, p in self.products.items()]
+        refs += [(f"images.{n}.product", i.product, self.products) for n, i in self.images.items()]
         refs += [
             (f"environments.{n}.repository", e.repository, self.repositories)
             for n, e in self.environments.items()
@@ -95,7 +96,6 @@ class ReleaseConfig(_Frozen):
             for n, e in self.environments.items()
         ]
         refs += [(f"pilots.{n}.product", p.product, self.products) for n, p in self.pilots.items()]
-        refs += [(f"images.{n}.product", i.product, self.products) for n, i in self.images.items()]
         for key, value, table in refs:
             if value is not None and value not in table:
                 raise names.BadValue(
