@@ -209,12 +209,16 @@ def _check_packages(settings: ImageSettings, tree: Path | None, arch: str, key: 
         return
     installed = dpkg_installed(tree) if tree is not None else None
     if installed is None:
+        what = (
+            "an OCI archive"
+            if tree is None
+            else f"the {arch} base at {tree}, which has no dpkg status"
+        )
         raise BadInput(
-            f"{key}.packages: the {arch} base has no dpkg status, so the packages cannot be "
-            "checked",
+            f"{key}.packages can only be checked against the Debian base's dpkg status, not "
+            f"against {what}",
             where=str(tree) if tree else key,
-            fix="leave packages out for a base that is not Debian's (install them in the "
-            "image you give instead)",
+            fix="leave packages out for this base (install them in the image you give)",
         )
     missing = [p for p in settings.packages if p not in installed]
     if missing:

@@ -377,3 +377,12 @@ def test_check_without_a_built_image_says_how_to_build_it(
                  "v9.0.0", "--out", str(tmp_path / "none")])  # fmt: skip
     assert code == 2
     assert "dirac-release image build --version v9.0.0" in capsys.readouterr().err
+
+
+def test_packages_with_an_oci_archive_base_are_refused(tmp_path: Path, isolated_env: Path) -> None:
+    oci_archive(tmp_path / "el9-x86_64.tar", architecture="amd64", layers=el9_layers("x86_64"))
+    oci_archive(tmp_path / "el9-aarch64.tar", architecture="arm64", layers=el9_layers("aarch64"))
+    with pytest.raises(BadInput, match="not against an OCI archive"):
+        build_images(_config(tmp_path, OCI + 'packages = ["openssl"]\n'), version="v9.0.0",
+                     out=tmp_path / "out")  # fmt: skip
+    _nothing_written(tmp_path / "out")
