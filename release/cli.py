@@ -22,6 +22,7 @@ from release.commands import (
     cmd_demo,
     cmd_deploy,
     cmd_github_release,
+    cmd_image,
     cmd_k3s,
     cmd_lab,
     cmd_notes,
@@ -329,6 +330,30 @@ def build_parser() -> argparse.ArgumentParser:
     pilot.add_argument("--version", required=True, help="the release the pilots install, "
                        "e.g. v9.0.0a29")  # fmt: skip
     pilot.add_argument("--out", type=Path, help="output folder (default: pilots/ in build.out)")
+
+    image = add("image", cmd_image, "build a VO's container image (x86_64, aarch64) for a "
+                "release, or run-check the built trees")  # fmt: skip
+    image.add_argument("action", choices=["build", "check"], help="build: an OCI image layout "
+                       "per architecture from [images.<vo>], unpacked to the tree "
+                       "SingularityCE runs, <out>/<vo>/<tag>/<arch>/; check: run each built "
+                       "tree (x86_64 natively, aarch64 under qemu-user) with /cvmfs bound")  # fmt: skip
+    image.add_argument("--vo", help="the VO of [images.<vo>] (default: every VO)")
+    image.add_argument("--version", required=True, help="the release the image is for, "
+                       "e.g. v9.0.0a29")  # fmt: skip
+    image.add_argument("--arch", action="append", choices=["x86_64", "aarch64"],
+                       help="an architecture (repeatable; default: every one the base has)")  # fmt: skip
+    image.add_argument("--out", type=Path, help="output folder (default: images/ in build.out)")
+    image.add_argument("--cvmfs", type=Path, help="check: the folder bound at /cvmfs "
+                       "(default: an empty one)")  # fmt: skip
+    image.add_argument("--source", help="check: a file sourced inside before --command, "
+                       "{arch} for the architecture, e.g. /cvmfs/dirac.egi.eu/dirac/v9.0.0/"
+                       "Linux-{arch}/diracosrc")  # fmt: skip
+    image.add_argument(
+        "--command",
+        dest="run_command",
+        metavar="COMMAND",
+        help="check: a command run inside after --source",
+    )
 
     sysroot = add(
         "sysroot",

@@ -127,6 +127,36 @@ def cmd_pilot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_image(args: argparse.Namespace) -> int:
+    """Build a VO's container image for a release (an OCI layout and the unpacked tree
+    SingularityCE runs, per architecture), or run-check the built trees."""
+    from release.image.build import build_images
+
+    config = _load(args)
+    if args.action == "build":
+        from release.progress import Progress
+
+        with Progress(enabled=_live(args), steps=4) as progress:
+            builds = build_images(config, version=args.version, vo=args.vo, arches=args.arch,
+                                  out=args.out, progress=progress)  # fmt: skip
+        present.images([build.as_dict() for build in builds], args.json)
+        return 0
+    from release.image.check import check_images
+    from release.image.inspect import built_images
+
+    found = built_images(config, version=args.version, vo=args.vo, arches=args.arch, out=args.out)
+    results = check_images(found, cvmfs=args.cvmfs, source=args.source, command=args.run_command)
+    data = [result.as_dict() for result in results]
+    present.image_checks(data, args.json)
+    failed = [f"{r['arch']} ({r['tree']})" for r in data if not r["passed"]]
+    if failed:
+        error = CheckFailed(f"the image check failed for {', '.join(failed)}",
+                            fix="see the failing steps above")  # fmt: skip
+        error.result_printed = args.json  # type: ignore[attr-defined]
+        raise error
+    return 0
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     """Publish the bundles of one version to CVMFS, all platforms in one transaction."""
     from release.progress import Progress

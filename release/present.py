@@ -115,6 +115,44 @@ def pilots(builds: list[dict[str, Any]], as_json: bool) -> None:
         print(f"→ {build['folder']} ({made_of})")
 
 
+def images(builds: list[dict[str, Any]], as_json: bool) -> None:
+    from release.output import human_size, markdown_table, print_json, step_summary, table
+
+    if as_json:
+        print_json({"images": builds})
+        return
+    columns = ["VO", "arch", "manifest digest", "layer", "files", "size", "seconds", "status"]
+    rows = [
+        [b["vo"], b["arch"], b["manifest_digest"].removeprefix("sha256:")[:16],
+         human_size(b["layer_size"]), str(b["files"]), human_size(b["bytes"]),
+         f"{b['seconds']:.1f}", b["status"]]
+        for b in builds
+    ]  # fmt: skip
+    first = builds[0] if builds else {"product": "", "tag": ""}
+    table(f"images for {first['product']} {first['tag']}", columns, rows)
+    for build in builds:
+        print(f"→ {build['folder']} (OCI layout: {build['layout']})")
+        if build["left_out"]:
+            note(f"{build['arch']}: left out {len(build['left_out'])} special file(s) "
+                 f"(device nodes...; the runtime brings /dev): "
+                 + ", ".join(build["left_out"][:4]))  # fmt: skip
+    step_summary(f"### Images for {first['product']} {first['tag']}\n\n"
+                 + markdown_table(columns, rows))  # fmt: skip
+
+
+def image_checks(results: list[dict[str, Any]], as_json: bool) -> None:
+    from release.output import print_json, table
+
+    if as_json:
+        print_json({"checks": results})
+        return
+    for result in results:
+        rows = [[s["name"], "passed" if s["passed"] else "FAILED", s["detail"]]
+                for s in result["steps"]]  # fmt: skip
+        table(f"{result['arch']} image {result['tree']} ({result['how']})",
+              ["check", "result", "detail"], rows)  # fmt: skip
+
+
 def publication(result: dict[str, Any], as_json: bool) -> None:
     from release.output import markdown_table, print_json, step_summary, table
 

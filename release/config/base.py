@@ -22,7 +22,7 @@ DEFAULT_CONFIG_NAME = "release.toml"
 #: Tables whose keys are names that become paths: their keys are judged by the name rule
 #: (release/names.py), so they get its message rather than the generic one below.
 NAME_TABLES = frozenset(
-    {"products", "repositories", "environments", "hosts", "services", "bases", "pilots"}
+    {"products", "repositories", "environments", "hosts", "services", "bases", "pilots", "images"}
 )
 
 CONTROL_PROBLEM = "contains a control character (NUL, line break, tab...)"

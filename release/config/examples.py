@@ -47,4 +47,10 @@ EXAMPLES: dict[str, str] = {
     "commit": 'commit = "0123456789abcdef0123456789abcdef01234567"',
     "modules": 'modules = { git = "https://github.com/myvo/MyVOPilot.git", tag = "v1.0.0" }  or  modules = { folder = "pilot" }',
     "Commands": 'Commands = { Defaults = ["CheckWorkerNode", "InstallDIRAC", "ConfigureBasics"] }',
+    "images": '[images.dteam]\nproduct = "DIRAC"\nbase = { debian = "bookworm" }\npackages = ["python3", "openssl"]\nbinds = ["/etc/grid-security/certificates", "/etc/grid-security/vomsdir"]',
+    "oci": 'base.oci = { x86_64 = "images/el9-x86_64.tar", aarch64 = "images/el9-aarch64.tar" }',
+    "debian": 'base = { debian = "bookworm" }',
+    "packages": 'packages = ["python3", "openssl"]',
+    "binds": 'binds = ["/etc/grid-security/certificates", "/etc/grid-security/vomsdir"]',
+    "labels": 'labels = { "eu.egi.dteam.contact" = "admin@example.org" }',
 }

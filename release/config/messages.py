@@ -33,7 +33,11 @@ def _format(error: Mapping[str, Any]) -> tuple[str, str, str | None]:
     raw = [part for part in error["loc"] if _is_key(part)]
     source_kind = None
     for index in range(len(raw) - 1):
-        tags = {"source": ("git", "index"), "modules": ("git", "folder")}.get(str(raw[index]), ())
+        tags = {
+            "source": ("git", "index"),
+            "modules": ("git", "folder"),
+            "base": ("debian", "oci"),
+        }.get(str(raw[index]), ())
         if raw[index + 1] in tags and index + 2 < len(raw):
             source_kind = raw.pop(index + 1)  # the discriminator's tag, not a key of the file
             break

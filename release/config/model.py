@@ -13,6 +13,7 @@ from release.config.base import DEFAULT_CONFIG_NAME, KNOWN_PLATFORMS, PlatformNa
 from release.config.bases import Base
 from release.config.environments import Environment
 from release.config.examples import EXAMPLES
+from release.config.images import ImageSettings
 from release.config.pilots import PilotDeployment
 from release.config.products import Platform, Product
 from release.config.repositories import Repository
@@ -37,6 +38,7 @@ class ReleaseConfig(_Frozen):
     bases: dict[str, Base] = Field(default_factory=dict)
     environments: dict[str, Environment] = Field(default_factory=dict)
     pilots: dict[str, PilotDeployment] = Field(default_factory=dict)
+    images: dict[str, ImageSettings] = Field(default_factory=dict)
     state: StateSettings = Field(default_factory=StateSettings)
     path: Path = Path(DEFAULT_CONFIG_NAME)
 
@@ -61,9 +63,9 @@ class ReleaseConfig(_Frozen):
 
     #: What an entry of each named table is called in messages.
     _ENTRY_KINDS: ClassVar[dict[str, str]] = {"bases": "base", "environments": "environment",
-                                               "pilots": "VO"}  # fmt: skip
+                                               "pilots": "VO", "images": "VO"}  # fmt: skip
 
-    @field_validator("bases", "environments", "pilots")
+    @field_validator("bases", "environments", "pilots", "images")
     @classmethod
     def _entry_names(cls, value: dict[str, T], info: ValidationInfo) -> dict[str, T]:
         for name in value:
@@ -84,6 +86,7 @@ class ReleaseConfig(_Frozen):
             for n, p in self.products.items()
         ]
         refs += [(f"products.{n}.base", p.base, self.bases) for n, p in self.products.items()]
+        refs += [(f"images.{n}.product", i.product, self.products) for n, i in self.images.items()]
         refs += [
             (f"environments.{n}.repository", e.repository, self.repositories)
             for n, e in self.environments.items()

@@ -73,7 +73,7 @@ def test_a_misspelt_key_names_its_path_and_the_key_meant(
 def test_the_valid_keys_are_those_of_the_owning_model() -> None:
     """Read from model_fields: a field added to a model is suggested without a list to edit."""
     assert owner_keys([]) == ["products", "platforms", "build", "repositories", "bases", "environments", "pilots",
-                              "state"]  # fmt: skip
+                              "images", "state"]  # fmt: skip
     assert owner_keys(["products", "x"]) == list(Product.model_fields)
     assert owner_keys(["repositories", "r"]) == list(Repository.model_fields)
     assert owner_keys(["environments", "e"]) == list(Environment.model_fields)

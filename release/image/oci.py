@@ -1,0 +1,338 @@
+"""A small writer (and reader) of OCI image layouts: one reproducible gzip layer per image.
+
+The same inputs must give the same manifest digest, on any machine and on any day, so that
+an image can be rebuilt and shown to be the one certified. Everything that could vary is
+fixed here: entries sorted by path (parents first), one mtime for all of them (taken from the
+inputs, like SOURCE_DATE_EPOCH), owner 0:0 without names, the ustar/pax format with no pax
+times (a pax header appears only for a path longer than ustar holds), hardlinks written as
+links to the first path of the same file, gzip with mtime 0 and no file name, and JSON with
+sorted keys and no spaces. Device nodes, FIFOs and sockets are left out (a container
+runtime brings /dev) and said so. The layout is what `umoci`, skopeo and apptainer read:
+`oci-layout`, `index.json` and `blobs/sha256/<hex>`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import stat
+import tarfile
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from release.errors import BadInput
+
+LAYOUT_VERSION = "1.0.0"
+MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MEDIA_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+#: Docker's media types, which `docker save`/skopeo archives of older images still carry.
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+REF_NAME = "org.opencontainers.image.ref.name"
+#: Our platform names -> GOARCH, the names OCI uses (image-spec config.md).
+OCI_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+#: The variant OCI gives 64-bit ARM (image-spec image-index.md: "arm64" "v8").
+OCI_VARIANT = {"aarch64": "v8"}
+_CHUNK = 1 << 20
+
+
+def canonical(document: Mapping[str, Any]) -> bytes:
+    """JSON as it is hashed: sorted keys, no spaces, UTF-8: the same document, the same bytes."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def rfc3339(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """An OCI content descriptor: what a blob is, its digest and its size."""
+
+    media_type: str
+    digest: str
+    size: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of a layer: `name` relative (no leading '/'), `source` a file on disk, or
+    None for a directory the build adds (a mount point, a bind target)."""
+
+    name: str
+    kind: str  # "dir" | "file" | "symlink" | "hardlink"
+    mode: int
+    source: Path | None = None
+    link: str = ""
+    size: int = 0
+
+
+@dataclass
+class Entries:
+    """What goes into a layer, and what was left out of the tree (device nodes...)."""
+
+    items: list[Entry] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+
+    @property
+    def files(self) -> int:
+        return sum(1 for e in self.items if e.kind in ("file", "hardlink"))
+
+    @property
+    def bytes(self) -> int:
+        return sum(e.size for e in self.items if e.kind == "file")
+
+
+def _sort_key(name: str) -> tuple[str, ...]:
+    """Path components: a folder comes right before its content ('a' < 'a/b' < 'a-b')."""
+    return tuple(name.split("/"))
+
+
+def tree_entries(root: Path, add_dirs: Iterable[str] = ()) -> Entries:
+    """Every entry of the tree at `root`, sorted, plus the folders `add_dirs` (absolute paths
+    inside the image) where the tree lacks them, with their parents.
+
+    A folder to add that the tree has as something else (a link, a file) is refused: binding
+    onto a link would bind wherever it points.
+    """
+    out = Entries()
+    inodes: dict[str, tuple[int, int]] = {}  # name -> (device, inode) of multiply-linked files
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        rel_dir = here.relative_to(root).as_posix()
+        keep = []
+        for name in sorted([*dirnames, *filenames]):
+            path = here / name
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            st = path.lstat()
+            mode = stat.S_IMODE(st.st_mode)
+            if stat.S_ISDIR(st.st_mode):
+                out.items.append(Entry(rel, "dir", mode))
+                keep.append(name)
+            elif stat.S_ISLNK(st.st_mode):
+                out.items.append(Entry(rel, "symlink", 0o777, link=os.readlink(path)))
+            elif stat.S_ISREG(st.st_mode):
+                if st.st_nlink > 1:
+                    inodes[rel] = (st.st_dev, st.st_ino)
+                out.items.append(Entry(rel, "file", mode, source=path, size=st.st_size))
+            else:
+                out.left_out.append(rel)
+        dirnames[:] = [d for d in dirnames if d in keep]
+    kinds = {e.name: e.kind for e in out.items}
+    for folder in add_dirs:
+        parts = folder.strip("/").split("/")
+        for depth in range(1, len(parts) + 1):
+            rel = "/".join(parts[:depth])
+            if rel in kinds:
+                if kinds[rel] != "dir":
+                    raise BadInput(
+                        f"the image needs the folder /{rel} (for {folder}), but its base has "
+                        f"a {kinds[rel]} there",
+                        where=str(root / rel),
+                        fix="bind a folder the base does not hold as a link or file, or use a "
+                        "base where it is a folder",
+                    )
+                continue
+            kinds[rel] = "dir"
+            out.items.append(Entry(rel, "dir", 0o755))
+            out.added.append("/" + rel)
+    out.items.sort(key=lambda e: _sort_key(e.name))
+    # A file met again under another name becomes a hardlink to its first name in the
+    # layer's order (a tar reader links to what it has already written).
+    first: dict[tuple[int, int], str] = {}
+    for index, entry in enumerate(out.items):
+        key = inodes.get(entry.name)
+        if key is None:
+            continue
+        if key in first:
+            out.items[index] = Entry(entry.name, "hardlink", entry.mode, link=first[key])
+        else:
+            first[key] = entry.name
+    return out
+
+
+class _Hashing:
+    """A write-only stream that hashes and counts what passes, then hands it on."""
+
+    def __init__(self, raw: BinaryIO | gzip.GzipFile | None) -> None:
+        self.raw = raw
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        if self.raw is not None:
+            self.raw.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        if self.raw is not None:
+            self.raw.flush()
+
+    def tell(self) -> int:
+        return self.size
+
+
+def _tarinfo(entry: Entry, mtime: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(entry.name + ("/" if entry.kind == "dir" else ""))
+    info.mtime = mtime  # an int: tarfile writes no pax time for it
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = entry.mode
+    if entry.kind == "dir":
+        info.type = tarfile.DIRTYPE
+    elif entry.kind == "symlink":
+        info.type, info.linkname = tarfile.SYMTYPE, entry.link
+    elif entry.kind == "hardlink":
+        info.type, info.linkname = tarfile.LNKTYPE, entry.link
+    else:
+        info.type, info.size = tarfile.REGTYPE, entry.size
+    return info
+
+
+class BlobWriter:
+    """Writes blobs into `<layout>/blobs/sha256/`, each named by its own digest."""
+
+    def __init__(self, layout: Path) -> None:
+        self.layout = layout
+        self.folder = layout / "blobs" / "sha256"
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def put(self, data: bytes, media_type: str) -> Descriptor:
+        digest = hashlib.sha256(data).hexdigest()
+        path = self.folder / digest
+        if not path.exists():
+            path.write_bytes(data)
+        return Descriptor(media_type, f"sha256:{digest}", len(data))
+
+    def path(self, digest: str) -> Path:
+        return self.folder / digest.removeprefix("sha256:")
+
+
+@dataclass(frozen=True)
+class Layer:
+    descriptor: Descriptor
+    diff_id: str  # the digest of the uncompressed tar, which the config lists
+
+
+def write_layer(blobs: BlobWriter, entries: Entries, *, mtime: int, level: int) -> Layer:
+    """The tree as one gzip layer blob: the reproducible tar described above."""
+    handle, temp = tempfile.mkstemp(dir=blobs.folder, prefix=".layer-")
+    try:
+        with os.fdopen(handle, "wb") as raw:
+            packed = _Hashing(raw)
+            # filename="" and mtime=0: a gzip header with no name and no time.
+            with gzip.GzipFile(filename="", mode="wb", fileobj=packed,
+                               compresslevel=level, mtime=0) as gz:  # fmt: skip
+                plain = _Hashing(gz)
+                with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
+                                  encoding="utf-8") as tar:  # fmt: skip
+                    for entry in entries.items:
+                        info = _tarinfo(entry, mtime)
+                        if entry.kind == "file" and entry.source is not None:
+                            with entry.source.open("rb") as data:
+                                tar.addfile(info, data)
+                        else:
+                            tar.addfile(info)
+        digest = packed.digest.hexdigest()
+        final = blobs.folder / digest
+        os.replace(temp, final)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return Layer(Descriptor(MEDIA_LAYER_GZIP, f"sha256:{digest}", packed.size),
+                 f"sha256:{plain.digest.hexdigest()}")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Image:
+    """One architecture's image in a layout: what the index points at."""
+
+    arch: str
+    manifest: Descriptor
+    config: Descriptor
+    layer: Layer
+
+
+def image_config(
+    arch: str, layer: Layer, *, created: int, env: list[str], labels: Mapping[str, str]
+) -> dict[str, Any]:
+    """The image config (image-spec config.md): platform, Env, Labels, the layer's diff_id."""
+    document: dict[str, Any] = {
+        "created": rfc3339(created),
+        "architecture": OCI_ARCH[arch],
+        "os": "linux",
+        "config": {"Env": env, "Labels": dict(labels), "Cmd": ["/bin/sh"],
+                   "WorkingDir": "/"},
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+        "history": [{"created": rfc3339(created), "created_by": "dirac-release image build"}],
+    }  # fmt: skip
+    if arch in OCI_VARIANT:
+        document["variant"] = OCI_VARIANT[arch]
+    return document
+
+
+def write_image(
+    layout: Path,
+    *,
+    arch: str,
+    entries: Entries,
+    mtime: int,
+    env: list[str],
+    labels: Mapping[str, str],
+    ref: str,
+    level: int,
+) -> Image:
+    """A whole OCI image layout at `layout` (a new folder) holding one image for `arch`."""
+    layout.mkdir(parents=True, exist_ok=True)
+    blobs = BlobWriter(layout)
+    layer = write_layer(blobs, entries, mtime=mtime, level=level)
+    config = blobs.put(
+        canonical(image_config(arch, layer, created=mtime, env=env, labels=labels)), MEDIA_CONFIG
+    )
+    manifest_doc = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "config": config.as_json(),
+        "layers": [layer.descriptor.as_json()],
+        "annotations": dict(labels),
+    }
+    manifest = blobs.put(canonical(manifest_doc), MEDIA_MANIFEST)
+    platform = {"architecture": OCI_ARCH[arch], "os": "linux"}
+    if arch in OCI_VARIANT:
+        platform["variant"] = OCI_VARIANT[arch]
+    index = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_INDEX,
+        "manifests": [{**manifest.as_json(), "platform": platform,
+                       "annotations": {REF_NAME: ref}}],
+    }  # fmt: skip
+    (layout / "oci-layout").write_bytes(canonical({"imageLayoutVersion": LAYOUT_VERSION}))
+    (layout / "index.json").write_bytes(canonical(index))
+    return Image(arch=arch, manifest=manifest, config=config, layer=layer)
+
+
+def read_layout_image(layout: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """(manifest, config, manifest digest) of the only image of a layout we wrote."""
+    index = json.loads((layout / "index.json").read_bytes())
+    descriptor = index["manifests"][0]
+    blobs = layout / "blobs" / "sha256"
+    manifest = json.loads((blobs / descriptor["digest"].removeprefix("sha256:")).read_bytes())
+    config_digest = manifest["config"]["digest"].removeprefix("sha256:")
+    config = json.loads((blobs / config_digest).read_bytes())
+    return manifest, config, str(descriptor["digest"])
