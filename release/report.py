@@ -47,8 +47,24 @@ def collect(config: ReleaseConfig, product: str, tag: str) -> dict[str, Any]:
         "deployments": deployments,
         "certifications": ledger.records("certify"),
         "promotion": ledger.latest("promote"),
+        "pilots": _pilots(build, ledger.latest("publish")),
         "artefacts": {name: str(path) for name, path in artefacts.items() if path.exists()},
     }
+
+
+def _pilots(build: dict[str, Any] | None, publish: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Per VO: the digest of its checksums.sha512 as built and as published, and where."""
+    built = (build or {}).get("pilots") or {}
+    published = (publish or {}).get("pilots") or {}
+    return [
+        {
+            "vo": vo,
+            "built_sha512": built.get(vo),
+            "published_sha512": (published.get(vo) or {}).get("checksums_sha512"),
+            "path": (published.get(vo) or {}).get("path"),
+        }
+        for vo in sorted(set(built) | set(published))
+    ]
 
 
 def _stages(
@@ -103,6 +119,14 @@ def markdown(data: dict[str, Any]) -> str:
         lines += [
             f"| {c['name']} | {c['target']} | {c['result']} | {_cell(c['evidence'])} |"
             for c in cert.get("checks", [])
+        ]
+    if data.get("pilots"):
+        lines += ["", "### pilot files (sha512 of checksums.sha512)", "",
+                  "| VO | built | published | where |", "|---|---|---|---|"]  # fmt: skip
+        lines += [
+            f"| {p['vo']} | {str(p['built_sha512'])[:16]} | {str(p['published_sha512'])[:16]} "
+            f"| {p['path'] or 'not published'} |"
+            for p in data["pilots"]
         ]
     if data["artefacts"]:
         lines += ["", "### artefacts", ""]
@@ -181,6 +205,16 @@ def html_page(data: dict[str, Any]) -> str:
         parts.append(f"<h2>CVMFS</h2><p>{_e(pub.get('status'))}: tag <code>{_e(pub.get('tag'))}</code>, "
                      f"revision {_e(pub.get('revision'))} in <code>{_e(pub.get('repository'))}</code>, "
                      f"<code>/cvmfs/{_e(pub.get('repository'))}/{_e(pub.get('version_dir'))}</code></p>")  # fmt: skip
+    if data.get("pilots"):
+        rows = "".join(
+            f"<tr><td>{_e(p['vo'])}</td><td><code>{_e(str(p['built_sha512'])[:16])}</code></td>"
+            f"<td><code>{_e(str(p['published_sha512'])[:16])}</code></td>"
+            f"<td><code>{_e(p['path'] or 'not published')}</code></td></tr>"
+            for p in data["pilots"]
+        )
+        parts.append("<h2>Pilot files</h2><p class=muted>sha512 of each VO's checksums.sha512, "
+                     "which names every file the pilot wrapper checks</p><table><tr><th>VO</th>"
+                     f"<th>built</th><th>published</th><th>where</th></tr>{rows}</table>")  # fmt: skip
     if data["deployments"]:
         rows = "".join(
             f"<tr><td>{_e(d.get('environment'))}</td><td>{_e(h['host'])}</td><td>{_e(h.get('previous'))}</td>"

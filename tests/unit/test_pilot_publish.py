@@ -247,3 +247,22 @@ def test_a_release_published_without_its_pilot_files_is_not_promoted(site: Path)
     shutil.rmtree(prefix(site) / "v1.0.0" / "pilot")
     with pytest.raises(BadInput, match="published without the pilot files of myvo"):
         production_pilot(config, "production", "v1.0.0", backend, layout)
+
+
+def test_the_report_shows_the_pilot_files_digests(site: Path) -> None:
+    from release.report import collect, html_page, markdown
+
+    config = config_of(site)
+    # What build_release records (its pilot step without the wrapper script, which needs the
+    # package index: tests/unit/test_pilot_wrapper.py), then the publication.
+    built = {vo: hashlib.sha512((site / "dist/pilots" / vo / "v1.0.0/checksums.sha512")
+                                .read_bytes()).hexdigest() for vo in ("myvo", "dteam")}  # fmt: skip
+    config.ledger("vodemo", "v1.0.0").record("build", {"platforms": [], "pilots": built})
+    publish_release(config, version="v1.0.0")
+    data = collect(config, "vodemo", "v1.0.0")
+    assert [p["vo"] for p in data["pilots"]] == ["dteam", "myvo"]
+    myvo = data["pilots"][1]
+    assert myvo["built_sha512"] == myvo["published_sha512"] == built["myvo"]
+    assert myvo["path"] == "/cvmfs/vodemo.egi.eu/dirac/v1.0.0/pilot/myvo"
+    assert f"| myvo | {built['myvo'][:16]} | {built['myvo'][:16]} |" in markdown(data)
+    assert "<h2>Pilot files</h2>" in html_page(data) and built["dteam"][:16] in html_page(data)
