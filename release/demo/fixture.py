@@ -23,6 +23,8 @@ REPO_NAME = "product-repo"
 CERTIFICATION_HOSTS = ("cctbdirac01", "cctbdirac02")
 PRODUCTION_HOSTS = ("diracprod01",)
 REPOSITORY = "vodemo.egi.eu"
+#: The demo's folder in its repository: `<project>dirac`, where DIRAC's Pilot looks (VODemo).
+CVMFS_PREFIX = "vodemodirac"
 _IDENTITY = {"name": "VODemo Release Manager", "email": "release@vodemo.example.org"}
 
 

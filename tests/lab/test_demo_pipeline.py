@@ -70,7 +70,7 @@ def test_demo_runs_every_stage_on_lab_hosts(
     assert "moved" in stages["promote"] and "diracprod01" in stages["promote"]
     assert result["lab_run"]["verdict"] == "complete"
 
-    stratum = work / "stratum" / demo.REPOSITORY / "vodemo"
+    stratum = work / "stratum" / demo.REPOSITORY / demo.CVMFS_PREFIX
     assert os.readlink(stratum / "pro") == demo.DEMO_TAG
     ledger = json.loads((work / "state" / "vodemo" / demo.DEMO_TAG / "ledger.json").read_text())
     records = [r for r in ledger["records"] if r["stage"] != "pipeline"]

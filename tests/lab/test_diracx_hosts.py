@@ -247,7 +247,7 @@ def test_certify_passes_on_the_deployment(site: Site) -> None:
         assert checks[("runs v1.0.1", host.name)]["result"] == "passed"
         assert "demo" in str(checks[("userinfo", url)]["evidence"])
     assert (
-        checks[("Linux-x86_64 verifies", f"/cvmfs/{REPO}/vodemodirac/v1.0.1/Linux-x86_64")][
+        checks[("Linux-x86_64 verifies", f"/cvmfs/{REPO}/{demo.CVMFS_PREFIX}/v1.0.1/Linux-x86_64")][
             "result"
         ]
         == "passed"
@@ -259,7 +259,7 @@ def test_certify_passes_on_the_deployment(site: Site) -> None:
     ][-1]
     assert record["stage"] == "certify" and record["passed"] and record["manifest_sha256"]["x86_64"]
     # certification never moves pro
-    assert "pro" not in os.listdir(site.root / "stratum" / REPO / "vodemo")
+    assert "pro" not in os.listdir(site.root / "stratum" / REPO / demo.CVMFS_PREFIX)
     _no_token(site, proc.stdout, proc.stderr)
 
 
@@ -356,7 +356,7 @@ def test_promotion_gate_and_promotion(site: Site) -> None:
     outputs += [good.stdout, good.stderr]
     # Bundles changed after the certification: a file and its manifest entry both rewritten,
     # so the tree still verifies, but it is not what was certified.
-    tree = site.root / "stratum" / REPO / "vodemo" / "v1.0.1" / "Linux-x86_64"
+    tree = site.root / "stratum" / REPO / demo.CVMFS_PREFIX / "v1.0.1" / "Linux-x86_64"
     manifest_path = tree / ".dirac-release" / "manifest.json"
     original_manifest = manifest_path.read_bytes()
     target = tree / "diracosrc"
@@ -373,15 +373,17 @@ def test_promotion_gate_and_promotion(site: Site) -> None:
         _replace_file(target, original)
         _replace_file(manifest_path, original_manifest)
     assert tampered.returncode == 2 and "changed after their certification" in tampered.stderr
-    assert "pro" not in os.listdir(site.root / "stratum" / REPO / "vodemo")  # nothing moved
+    assert "pro" not in os.listdir(
+        site.root / "stratum" / REPO / demo.CVMFS_PREFIX
+    )  # nothing moved
 
     plan = promote("--version", "v1.0.1", "--install", "--plan")
     assert plan.returncode == 0 and "would run site.yml on diracprod01" in plan.stdout
-    assert "pro" not in os.listdir(site.root / "stratum" / REPO / "vodemo")
+    assert "pro" not in os.listdir(site.root / "stratum" / REPO / demo.CVMFS_PREFIX)
 
     done = promote("--version", "v1.0.1", "--install")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert os.readlink(site.root / "stratum" / REPO / "vodemo" / "pro") == "v1.0.1"
+    assert os.readlink(site.root / "stratum" / REPO / demo.CVMFS_PREFIX / "pro") == "v1.0.1"
     production = site.net.host(PRODUCTION)
     assert running_tree(production) == "/opt/dirac/versions/v1.0.1/Linux-x86_64"
     records = json.loads((site.root / "state" / "vodemo" / "v1.0.1" / "ledger.json").read_text())[

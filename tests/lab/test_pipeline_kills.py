@@ -118,4 +118,4 @@ def test_a_kill_at_every_stage_boundary_is_resumed_without_redoing_finished_stag
     # Only the two runs that were not killed recorded a pipeline run.
     assert [r["verdict"] for r in records if r["stage"] == "pipeline"] == [
         "complete", rerun["verdict"]]  # fmt: skip
-    assert os.readlink(stratum / "vodemo" / "pro") == demo.DEMO_TAG
+    assert os.readlink(stratum / demo.CVMFS_PREFIX / "pro") == demo.DEMO_TAG

@@ -19,6 +19,7 @@ import pytest
 
 from release.demo.fixture import (
     CERTIFICATION_HOSTS,
+    CVMFS_PREFIX,
     DEMO_TAG,
     PRODUCTION_HOSTS,
     REPOSITORY,
@@ -153,11 +154,11 @@ def test_a_tag_runs_the_whole_release_workflow(tmp_path: Path) -> None:
         assert now == tags  # no new CVMFS revision, no new named tag
         run.steps += rerun.steps
     # Published, released on GitHub, certified and promoted.
-    assert (stratum / "vodemodirac" / DEMO_TAG / "Linux-x86_64/diracosrc").is_file()
+    assert (stratum / CVMFS_PREFIX / DEMO_TAG / "Linux-x86_64/diracosrc").is_file()
     # The VO's pilot files went out with the release and moved with pro, where the wrapper looks.
-    assert os.readlink(stratum / "vodemodirac/pilot") == f"{DEMO_TAG}/pilot/vodemo"
-    assert (stratum / "vodemodirac/pilot/pilot.json").is_file()
-    assert os.readlink(stratum / "vodemodirac/pro") == DEMO_TAG
+    assert os.readlink(stratum / CVMFS_PREFIX / "pilot") == f"{DEMO_TAG}/pilot/vodemo"
+    assert (stratum / CVMFS_PREFIX / "pilot" / "pilot.json").is_file()
+    assert os.readlink(stratum / CVMFS_PREFIX / "pro") == DEMO_TAG
     (release,) = github.releases.values()
     assert (
         release["draft"] is False and len(release["assets"]) == 6
