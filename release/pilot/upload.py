@@ -268,8 +268,10 @@ class _Location:
                         f"{method} {self.url(name)} failed {TRIES} times: "
                         f"{type(exc).__name__}: {exc}",
                         where=f"pilots.{self.vo}.upload",
-                        fix="check that the server is up and reachable from here, then run "
-                        "the same command again (files already there are not sent again)",
+                        fix="check that the server is up and reachable from here (a "
+                        "connection reset just after connecting can also be a server refusing "
+                        "the client certificate, upload_cert), then run the same command "
+                        "again (files already there are not sent again)",
                     ) from exc
             else:
                 if status < 500 or last:

@@ -3,6 +3,7 @@ client certificate (a loopback server, a test CA made by openssl), then read bac
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import ssl
 import subprocess
@@ -79,7 +80,12 @@ def _handler(store: Store) -> type[BaseHTTPRequestHandler]:
             try:
                 self.request.do_handshake()
             except (ssl.SSLError, OSError):
+                # Let the client read the alert before the socket closes: closing with its
+                # request unread would reset the connection first.
                 self.broken = True
+                self.request.settimeout(1.0)
+                with contextlib.suppress(OSError):
+                    self.request.recv(65536)
             super().setup()
 
         def handle(self) -> None:
@@ -352,3 +358,35 @@ def test_good_upload_settings_load(tmp_path: Path) -> None:
     deployment = load_config(path, environ={}).pilots["dteam"]
     assert deployment.upload == ("https://dirac.example.org:8443/pilot",)
     assert deployment.upload_ca is None
+
+
+def test_a_client_certificate_the_server_does_not_trust_is_a_tls_error(
+    tmp_path: Path, isolated_env: Path, pki: Path, server: tuple[LoopbackServer, Store],
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    for name in ("otherca.pem", "otherca.key"):
+        shutil.copy(pki / name, stranger / name)
+    _signed(stranger, "client", "otherca", "extendedKeyUsage=clientAuth\n")
+    config = _config(tmp_path, pki, server[0].url)
+    for name in ("client.pem", "client.key"):
+        shutil.copy(stranger / name, config.parent / name)
+    assert main(["--config", str(config), "pilot", "build", "--vo", "myvo",
+                 "--version", VERSION]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert _run(config) == 3
+    captured = capsys.readouterr()
+    assert server[0].url in captured.err and "client certificate" in captured.err
+    assert server[1].files == {}
+    _assert_no_key(config, captured)
+
+
+def test_a_vo_without_upload_locations_is_bad_input(
+    built: Path, server: tuple[LoopbackServer, Store], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(built, "--vo", "dteam") == 2
+    assert "pilots.dteam has no upload locations" in capsys.readouterr().err
+    assert _run(built, "--vo", "myv") == 2
+    assert "did you mean 'myvo'" in capsys.readouterr().err
+    assert server[1].requests == []
