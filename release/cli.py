@@ -323,13 +323,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     pilot = add("pilot", cmd_pilot, "build a VO's pilot folder (pilot.tar, pilot.json, "
-                "checksums.sha512) for a release")  # fmt: skip
-    pilot.add_argument("action", choices=["build"], help="build: fetch the Pilot at its pinned "
-                       "commit and the VO's modules, check them, write <out>/<vo>/<tag>/")  # fmt: skip
+                "checksums.sha512) for a release, or upload it by HTTPS PUT")  # fmt: skip
+    pilot.add_argument("action", choices=["build", "upload"], help="build: fetch the Pilot at "
+                       "its pinned commit and the VO's modules, check them, write "
+                       "<out>/<vo>/<tag>/; upload: check that folder, PUT its files to the "
+                       "VO's [pilots.<vo>] upload locations with the client certificate, "
+                       "read them back")  # fmt: skip
     pilot.add_argument("--vo", help="the VO of [pilots.<vo>] (default: every VO)")
     pilot.add_argument("--version", required=True, help="the release the pilots install, "
                        "e.g. v9.0.0a29")  # fmt: skip
     pilot.add_argument("--out", type=Path, help="output folder (default: pilots/ in build.out)")
+    pilot.add_argument("--plan", action="store_true", help="upload: check the folders and "
+                       "certificates, list what would be sent where, contact no server")  # fmt: skip
 
     image = add("image", cmd_image, "build a VO's container image (x86_64, aarch64) for a "
                 "release, or run-check the built trees")  # fmt: skip

@@ -119,11 +119,31 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_pilot(args: argparse.Namespace) -> int:
     """Build the pilot folder of one VO (or of every VO of [pilots]) for a release:
-    pilot.tar, the .py files, pilot.json and checksums.sha512 in <out>/<vo>/<tag>/."""
+    pilot.tar, the .py files, pilot.json and checksums.sha512 in <out>/<vo>/<tag>/; or
+    upload a built folder to the VO's HTTPS upload locations (PUT, then read back)."""
+    if args.action == "upload":
+        return _pilot_upload(args)
+    if args.plan:
+        raise BadInput("--plan goes with pilot upload", fix="leave --plan out of pilot build")
     from release.pilot.build import build_pilots
 
     builds = build_pilots(_load(args), version=args.version, vo=args.vo, out=args.out)
     present.pilots([build.as_dict() for build in builds], args.json)
+    return 0
+
+
+def _pilot_upload(args: argparse.Namespace) -> int:
+    """Every folder and certificate checked first, then the files PUT and read back."""
+    from release.pilot import upload
+
+    targets = upload.select(_load(args), version=args.version, vo=args.vo, out=args.out)
+    if args.plan:
+        results = upload.plan(targets)
+    else:
+        results = upload.upload(targets, present.note if _live(args) else lambda _line: None)
+    data = [result.as_dict() for result in results]
+    present.pilot_uploads(data, args.json)
+    present.check_printed(upload.check_outcome, results, args.json)
     return 0
 
 

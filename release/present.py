@@ -115,6 +115,28 @@ def pilots(builds: list[dict[str, Any]], as_json: bool) -> None:
         print(f"→ {build['folder']} ({made_of})")
 
 
+def pilot_uploads(uploads: list[dict[str, Any]], as_json: bool) -> None:
+    from release.output import print_json, table
+
+    if as_json:
+        print_json({"uploads": uploads})
+        return
+    if any(u["status"] == "planned" for u in uploads):
+        rows = [[u["vo"], u["tag"], u["location"], str(i), name]
+                for u in uploads for i, name in enumerate(u["sent"], 1)]  # fmt: skip
+        table("pilot upload plan (nothing was sent)", ["VO", "tag", "location", "order", "file"],
+              rows)  # fmt: skip
+        return
+    rows = [
+        [u["vo"], u["tag"], u["location"], str(len(u["sent"])), str(len(u["unchanged"])),
+         f"{len(u['verified'])}/{len(u['verified']) + len(u['wrong'])}"
+         + (f" (wrong: {', '.join(u['wrong'])})" if u["wrong"] else ""), u["status"]]
+        for u in uploads
+    ]  # fmt: skip
+    table("pilot upload", ["VO", "tag", "location", "sent", "unchanged", "verified", "status"],
+          rows)  # fmt: skip
+
+
 def images(builds: list[dict[str, Any]], as_json: bool) -> None:
     from release.output import human_size, markdown_table, print_json, step_summary, table
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import ssl
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,21 +21,29 @@ class LoopbackServer:
 
     `netns`: listen in that network namespace (/run/netns/<name>) instead of the test's own;
     where a lab test's commands run (`ip netns exec`), 127.0.0.1 is that namespace's loopback.
+    `tls`: serve HTTPS with that server-side context (the handshake, and the client
+    certificate check it may require, happen in the handler's thread, so a client that fails
+    it never stalls the server).
     """
 
     def __init__(self, handler: type[BaseHTTPRequestHandler], *, netns: str | None = None,
-                 poll_interval: float = 0.5) -> None:  # fmt: skip
+                 poll_interval: float = 0.5, tls: ssl.SSLContext | None = None) -> None:  # fmt: skip
         def make() -> ThreadingHTTPServer:
             return ThreadingHTTPServer(("127.0.0.1", 0), handler)
 
         self.server = make() if netns is None else in_netns(netns, make)
+        self.tls = tls
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True,
+                                                 do_handshake_on_connect=False)  # fmt: skip
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever,
                                        kwargs={"poll_interval": poll_interval}, daemon=True)  # fmt: skip
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
 
     def start(self) -> None:
         self.thread.start()

@@ -13,8 +13,9 @@ import re
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import Discriminator, Field, Tag, field_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from release import names
 from release.config.base import _Frozen
@@ -97,6 +98,49 @@ class FolderModules(_Frozen):
     @classmethod
     def _folder(cls, value: str) -> str:
         return _inside(value, "folder")
+
+
+_UPLOAD_EXAMPLE = (
+    'e.g. upload = ["https://dirac.example.org:8443/pilot"], upload_cert = "certs/hostcert.pem", '
+    'upload_key = "certs/hostkey.pem", upload_ca = "certs/ca.pem"'
+)
+
+
+def _upload_location(value: str) -> str:
+    """An HTTPS folder the pilot files are PUT into: nothing a URL could smuggle or leak.
+
+    Credentials in the URL would be printed in every progress line and the ledger (so they
+    are refused before the value is ever quoted in a message), and a query or fragment would
+    make `<location>/<file>` a different URL than the one a wrapper reads.
+    """
+    netloc = value.partition("://")[2].split("/", 1)[0]
+    if "@" in netloc:
+        raise names.BadValue(
+            "an upload location holds credentials (user:password@); they would be printed "
+            "with the URL",
+            "authenticate with upload_cert and upload_key (the host certificate) instead",
+        )
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        raise names.BadValue(f"upload location {names.shown(value)} is not a URL ({exc})",
+                             _UPLOAD_EXAMPLE) from exc  # fmt: skip
+    if parts.scheme != "https" or not parts.hostname:
+        raise names.BadValue(
+            f"upload location {names.shown(value)} is not an https:// URL with a host; the "
+            "pilot files go only over TLS with the client certificate",
+            _UPLOAD_EXAMPLE,
+        )
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        raise names.BadValue(
+            f"upload location {names.shown(value)} has a query or fragment",
+            "give the folder alone; each file is PUT to <location>/<file name>",
+        )
+    if port == 0 or any(ch.isspace() for ch in value):
+        raise names.BadValue(f"upload location {names.shown(value)} is not a usable URL",
+                             _UPLOAD_EXAMPLE)  # fmt: skip
+    return value.rstrip("/")
 
 
 def _modules_kind(value: Any) -> str:
@@ -225,6 +269,40 @@ class PilotDeployment(_Frozen):
     #: script for these pilot files, as the VO's SiteDirector would; the build makes it and
     #: certification runs it on every host.
     wrapper: str = Field(default="DIRAC>=9.1,<10", min_length=1)
+    #: HTTPS folders `dirac-release pilot upload` PUTs the built files into (what DIRAC's
+    #: PilotSyncAgent calls UploadLocations), e.g. the pilotFileServer's pilot folder.
+    upload: tuple[str, ...] = ()
+    #: The client certificate (PEM, relative to release.toml) the upload authenticates with.
+    upload_cert: str | None = None
+    #: Its private key (PEM, unencrypted, relative to release.toml): read by the TLS library
+    #: alone, never by dirac-release, never printed.
+    upload_key: str | None = None
+    #: The CA file or hashed CA folder (like /etc/grid-security/certificates) that signs the
+    #: servers' certificates; default: the system's trusted CAs.
+    upload_ca: str | None = None
+
+    @field_validator("upload")
+    @classmethod
+    def _upload(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        locations = tuple(_upload_location(location) for location in value)
+        if len(set(locations)) != len(locations):
+            raise names.BadValue("upload lists a location twice",
+                                 "list each HTTPS folder once")  # fmt: skip
+        return locations
+
+    @model_validator(mode="after")
+    def _upload_credentials(self) -> PilotDeployment:
+        if self.upload and not (self.upload_cert and self.upload_key):
+            raise names.BadValue(
+                "upload needs upload_cert and upload_key (the client certificate the server "
+                "authorizes, as the PilotSyncAgent uses the host certificate)",
+                _UPLOAD_EXAMPLE,
+            )
+        given = [k for k in ("upload_cert", "upload_key", "upload_ca") if getattr(self, k)]
+        if given and not self.upload:
+            raise names.BadValue(f"{', '.join(given)} given without upload locations",
+                                 _UPLOAD_EXAMPLE)  # fmt: skip
+        return self
 
     @field_validator("modules", mode="before")
     @classmethod
