@@ -246,6 +246,13 @@ def test_certify_passes_on_the_deployment(site: Site) -> None:
         assert final["result"] == "passed" and " Done after " in str(final["evidence"]), final
         assert checks[("runs v1.0.1", host.name)]["result"] == "passed"
         assert "demo" in str(checks[("userinfo", url)]["evidence"])
+        # DIRAC's real pilot wrapper ran on the host against the published pilot files: every
+        # file matched, and the pilot sourced the release's diracosrc from the host's /cvmfs.
+        pilot = checks[("pilot wrapper", host.name)]
+        assert pilot["result"] == "passed", pilot
+        assert f"/cvmfs/{REPO}/{demo.CVMFS_PREFIX}/v1.0.1/pilot/vodemo" in str(pilot["evidence"])
+        assert "6 files matched checksums.sha512" in str(pilot["evidence"])
+        assert "InstallDIRAC: vodemo 1.0.1 from /cvmfs/" in str(pilot["evidence"])
     assert (
         checks[("Linux-x86_64 verifies", f"/cvmfs/{REPO}/{demo.CVMFS_PREFIX}/v1.0.1/Linux-x86_64")][
             "result"
@@ -384,6 +391,9 @@ def test_promotion_gate_and_promotion(site: Site) -> None:
     done = promote("--version", "v1.0.1", "--install")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert os.readlink(site.root / "stratum" / REPO / demo.CVMFS_PREFIX / "pro") == "v1.0.1"
+    # The pilot files moved with pro: the wrapper's default location now serves v1.0.1's.
+    pilot_link = site.root / "stratum" / REPO / demo.CVMFS_PREFIX / "pilot"
+    assert os.readlink(pilot_link) == "v1.0.1/pilot/vodemo"
     production = site.net.host(PRODUCTION)
     assert running_tree(production) == "/opt/dirac/versions/v1.0.1/Linux-x86_64"
     records = json.loads((site.root / "state" / "vodemo" / "v1.0.1" / "ledger.json").read_text())[
