@@ -56,6 +56,15 @@ def container_root(repository: str, prefix: str, vo: str, tag: str, arch: str | 
     return f"/cvmfs/{repository}/{prefix}/{CONTAINERS_FOLDER}/{vo}/{MULTIARCH}/{shown}/{image_entry(vo, tag)}"
 
 
+def _repository(config: ReleaseConfig, vo: str, repository: str | None) -> tuple[str, Any]:
+    """`--repository`, else the one of the image's product (`[images.<vo>] product`, else
+    the only product): an image goes where the release it was built for is read from."""
+    settings = config.images[vo]
+    name = settings.product or (next(iter(config.products)) if len(config.products) == 1 else None)
+    product = config.products.get(name) if name else None
+    return config.repository(repository, product)
+
+
 def _layout_manifest(layout: Path, tag: str, vo: str, arch: str) -> dict[str, Any]:
     """A manifest of an OCI layout folder, so the publisher checks it file by file."""
     from release.build import manifest as mf
@@ -123,9 +132,7 @@ def publish_images(
     say = step or (lambda _text: None)
     results: list[dict[str, Any]] = []
     for name in pick_vos(config, vo):
-        settings = config.images[name]
-        product = config.products.get(settings.product) if settings.product else None
-        repo_name, repo = config.repository(repository, product)
+        repo_name, repo = _repository(config, name, repository)
         wanted: list[str] = list(config.platforms)  # every platform: an image is published whole
         say(f"laying out the image of {name}")
         staged = publishable(config, version=tag, vo=name, arches=wanted, out=out)
@@ -195,9 +202,7 @@ def container_roots(
     tag = parse_version_arg(version).tag
     roots: list[dict[str, str]] = []
     for name in pick_vos(config, vo):
-        settings = config.images[name]
-        product = config.products.get(settings.product) if settings.product else None
-        repo_name, repo = config.repository(repository, product)
+        repo_name, repo = _repository(config, name, repository)
         wanted: list[str | None] = [*(arches or config.platforms)]
         if not arches:
             wanted.append(None)  # the {arch} form, for a site serving both
