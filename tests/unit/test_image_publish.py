@@ -239,3 +239,37 @@ def test_the_cli_publishes_with_json(site: Path, capsys: pytest.CaptureFixture[s
     [publication] = data["publications"]
     assert publication["status"] == "published"
     assert set(publication["container_root"]) == {"x86_64", "aarch64"}
+
+
+def test_an_image_is_published_through_cvmfs_server(
+    tmp_path: Path, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same layout through the cvmfs_server backend (the stand-in): ':' in the names, the
+    lease's missing parent created first, the `.multiarch` folders made in the transaction."""
+    from tests.unit.test_publish_server import STANDIN, cvmfs
+
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    for arch in ("x86_64", "aarch64"):
+        debian_base(isolated_env, arch)
+    monkeypatch.setenv("CVMFS_STANDIN_STATE", str(tmp_path / "standin-state"))
+    monkeypatch.setenv("CVMFS_STANDIN_MOUNT", str(tmp_path / "cvmfs"))
+    monkeypatch.setenv("CVMFS_STANDIN_NODE", "stratum0")
+    text = CONFIG.format(keep=5).replace('backend = "directory"\npath = "stratum"', (
+        f'backend = "server"\ncvmfs_server = "{STANDIN}"\nmount_root = "{tmp_path}/cvmfs"\n'
+        f'stratum_root = "{tmp_path}/standin-state"\nspool_root = "{tmp_path}/spool"\nwait = 1'))  # fmt: skip
+    (tmp_path / "release.toml").write_text(text)
+    assert cvmfs("mkfs", "-o", "root", REPO).returncode == 0
+    config = load_config(tmp_path / "release.toml", environ={})
+    _build(config, tmp_path, "v9.0.0")
+    [result] = publish_images(config, version="v9.0.0", out=tmp_path / "images")
+    assert result["status"] == "published" and result["backend"] == "server"
+    mount = tmp_path / "cvmfs" / REPO / "dirac/containers/dteam"
+    for arch in ("x86_64", "aarch64"):
+        assert (mount / "dteam:v9.0.0" / arch / "etc/os-release").is_file()
+        assert (mount / "dteam:v9.0.0/oci" / arch / "index.json").is_file()
+        assert (
+            os.readlink(mount / ".multiarch" / arch / "dteam:v9.0.0")
+            == f"../../dteam:v9.0.0/{arch}"
+        )
+    again = publish_images(config, version="v9.0.0", out=tmp_path / "images")[0]
+    assert again["status"] == "already published"
