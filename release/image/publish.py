@@ -85,6 +85,7 @@ def _stage_layout(
     source: Path, dest: Path, tag: str, vo: str, arch: str
 ) -> tuple[Path, dict[str, Any]]:
     """A copy of the OCI layout (hardlinked where possible) with its manifest written in it."""
+    import os
     import shutil
 
     from release.build import manifest as mf
@@ -94,8 +95,6 @@ def _stage_layout(
 
     def link_or_copy(src: str, dst: str) -> object:
         try:
-            import os
-
             os.link(src, dst)
             return dst
         except OSError:

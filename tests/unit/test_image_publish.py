@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cvmfs.backends.base import Owner
 from cvmfs.backends.directory import DirectoryBackend
 from release.cli import main
 from release.config import ReleaseConfig, load_config
@@ -189,9 +190,7 @@ def test_images_follow_the_retention_of_their_release(site: Path) -> None:
         _build(config, site, version)
         publish_images(config, version=version, out=site / "images")
         # A stand-in for the release folder retention works on.
-        txn = backend.open(
-            "dirac", __import__("cvmfs.backends.base", fromlist=["Owner"]).Owner.me(version), 5
-        )
+        txn = backend.open("dirac", Owner.me(version), 5)
         (txn.staged / "dirac" / version).mkdir(parents=True)  # type: ignore[attr-defined]
         (txn.staged / "dirac" / version / "marker").write_text(version)  # type: ignore[attr-defined]
         txn.publish(None, f"release {version}", "")
@@ -239,6 +238,11 @@ def test_the_cli_publishes_with_json(site: Path, capsys: pytest.CaptureFixture[s
     [publication] = data["publications"]
     assert publication["status"] == "published"
     assert set(publication["container_root"]) == {"x86_64", "aarch64"}
+    assert main(["--config", str(site / "release.toml"), "image", "publish", "--version",
+                 "v9.0.0", "--out", str(site / "images")]) == 0  # fmt: skip
+    shown = capsys.readouterr().out
+    assert "already published" in shown
+    assert f"ContainerRoot (dteam, aarch64): /cvmfs/{REPO}/dirac/containers/dteam/" in shown
 
 
 def test_an_image_is_published_through_cvmfs_server(
