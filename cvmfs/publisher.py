@@ -155,6 +155,7 @@ def publish(
     step: Step | None = None,
     extras: dict[str, tuple[Path, dict[str, Any]]] | None = None,
     lease: str | None = None,
+    views: tuple[tuple[str, str, str], ...] = (),
 ) -> Publication:
     """Publish every platform of one version in one transaction (or plan it).
 
@@ -162,6 +163,8 @@ def publish(
     path -> tree and its manifest), checked the same way: a base's installers, whose stable
     names pilots fetch, move only together with the base they install. They lie outside the
     version's folder, so the transaction is opened on `lease` (a folder holding both).
+    `views` are links (folder, name, target) set in the same transaction: an image's
+    `.multiarch/<arch>/` entries, which must never name a tree not yet published.
     """
     extras = extras or {}
     started = time.monotonic()
@@ -238,6 +241,7 @@ def publish(
           f"({len(bundles.manifests[arch]['files'])} files, hardlinks dereferenced)" for arch in bundles.trees),
         f"place /{version_rel}/.cvmfscatalog (one nested catalog for the version)",
         *(f"point /{layout.link(name)} -> {bundles.tag}" for name in links),
+        *(f"point /{folder}/{name} -> {target}" for folder, name, target in views),
         *(f"sync {tree} -> /{rel} ({len(manifest['files'])} files)"
           for rel, (tree, manifest) in extras.items()),
         "verify every staged file against the manifests (sha256)",
@@ -299,6 +303,8 @@ def publish(
         txn.mark_catalog(version_rel)
         for name in links:
             txn.set_link(layout.prefix, name, bundles.tag)
+        for folder, name, target in views:
+            txn.set_link(folder, name, target)
         failpoints.reached("synced")
         # 4. Verify the staged tree.
         say("verifying the staged tree")

@@ -338,10 +338,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     image = add("image", cmd_image, "build a VO's container image (x86_64, aarch64) for a "
                 "release, or run-check the built trees")  # fmt: skip
-    image.add_argument("action", choices=["build", "check"], help="build: an OCI image layout "
+    image.add_argument("action", choices=["build", "check", "publish", "container-root"],
+                       help="build: an OCI image layout "
                        "per architecture from [images.<vo>], unpacked to the tree "
                        "SingularityCE runs, <out>/<vo>/<tag>/<arch>/; check: run each built "
-                       "tree (x86_64 natively, aarch64 under qemu-user) with /cvmfs bound")  # fmt: skip
+                       "tree (x86_64 natively, aarch64 under qemu-user) with /cvmfs bound; publish: "
+                       "every architecture of each VO's image in one CVMFS transaction per VO, "
+                       "at <prefix>/containers/<vo>/<vo>:<tag>/<arch>/ with the .multiarch view; "
+                       "container-root: the ContainerRoot a site sets")  # fmt: skip
+    image.add_argument("--repository", help="publish, container-root: the repository "
+                       "(default: the image's product's)")  # fmt: skip
+    image.add_argument("--plan", action="store_true", help="publish: check everything and "
+                       "list the actions, change nothing")  # fmt: skip
     image.add_argument("--vo", help="the VO of [images.<vo>] (default: every VO)")
     image.add_argument("--version", required=True, help="the release the image is for, "
                        "e.g. v9.0.0a29")  # fmt: skip

@@ -161,6 +161,23 @@ def cmd_image(args: argparse.Namespace) -> int:
                                   out=args.out, progress=progress)  # fmt: skip
         present.images([build.as_dict() for build in builds], args.json)
         return 0
+    if args.action == "publish":
+        from release.image.publish import publish_images
+        from release.progress import Progress
+
+        with Progress(enabled=_live(args), steps=6) as progress:
+            published = publish_images(config, version=args.version, vo=args.vo,
+                                     repository=args.repository, out=args.out, plan=args.plan,
+                                     step=lambda text: progress.step("image publish", text))  # fmt: skip
+        present.image_publications(published, args.json)
+        return 0
+    if args.action == "container-root":
+        from release.image.publish import container_roots
+
+        roots = container_roots(config, version=args.version, vo=args.vo,
+                                repository=args.repository, arches=args.arch)  # fmt: skip
+        present.container_roots(roots, args.json)
+        return 0
     from release.image.check import check_images
     from release.image.inspect import built_images
 

@@ -162,6 +162,37 @@ def images(builds: list[dict[str, Any]], as_json: bool) -> None:
                  + markdown_table(columns, rows))  # fmt: skip
 
 
+def image_publications(results: list[dict[str, Any]], as_json: bool) -> None:
+    from release.output import print_json, table
+
+    if as_json:
+        print_json({"publications": results})
+        return
+    rows = [[r["vo"], ", ".join(r["platforms"]), r["tag"], r["status"], str(r["revision"] or "")]
+            for r in results]  # fmt: skip
+    table("image publications", ["VO", "arches", "CVMFS tag", "status", "revision"], rows)
+    for r in results:
+        for path in r["paths"]:
+            print(f"→ {path}")
+        for action in r["actions"] if r["status"] == "planned" else []:
+            print(f"  would {action}")
+        for arch, root in r["container_root"].items():
+            print(f"ContainerRoot ({r['vo']}, {arch}): {root}")
+        for text in r["notes"]:
+            note(text)
+
+
+def container_roots(roots: list[dict[str, Any]], as_json: bool) -> None:
+    """One path a line (what a site pastes), or JSON."""
+    from release.output import print_json
+
+    if as_json:
+        print_json({"container_roots": roots})
+        return
+    for root in roots:
+        print(root["container_root"])
+
+
 def image_checks(results: list[dict[str, Any]], as_json: bool) -> None:
     from release.output import print_json, table
 
@@ -240,6 +271,9 @@ def retention(data: dict[str, Any], as_json: bool) -> None:
     ]
     table(f"retention of {data['repository']}: {data['status']}", ["version", "action", "why"],
           rows)  # fmt: skip
+    for path in data.get("images", []):
+        print(f"{'would remove' if data['status'] == 'planned' else 'image removed:'} /{path} "
+              "(the image of a version removed)")  # fmt: skip
 
 
 def key_values(data: dict[str, Any], as_json: bool) -> None:

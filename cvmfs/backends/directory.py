@@ -259,11 +259,13 @@ class DirectoryBackend:
     # -- content store ------------------------------------------------------------------------
 
     def content_index(self, prefix_dir: Path) -> dict[tuple[str, bool], Path]:
-        """(sha256, executable) -> a published file with that content, from the manifests."""
+        """(sha256, executable) -> a published file with that content, from the manifests
+        of every `<version>/<platform>/` tree (`Linux-<arch>` for releases and bases, the
+        bare `<arch>` for container images)."""
         index: dict[tuple[str, bool], Path] = {}
         if not prefix_dir.is_dir():
             return index
-        for manifest_file in sorted(prefix_dir.glob(f"*/Linux-*/{MANIFEST_REL}")):
+        for manifest_file in sorted(prefix_dir.glob(f"*/*/{MANIFEST_REL}")):
             tree = manifest_file.parent.parent
             try:
                 manifest = json.loads(manifest_file.read_text(encoding="utf-8"))

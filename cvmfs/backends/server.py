@@ -441,7 +441,7 @@ class ServerTransaction:
         folder = f"{self.backend.mount}/{rel_dir}"
         tmp = f"{folder}/.{name}.dirac-release"
         proc = self.backend.runner.run(
-            f"ln -sfn {_q(target)} {_q(tmp)} && mv -T {_q(tmp)} {_q(f'{folder}/{name}')}"
+            f"mkdir -p {_q(folder)} && ln -sfn {_q(target)} {_q(tmp)} && mv -T {_q(tmp)} {_q(f'{folder}/{name}')}"
         )
         if proc.returncode != 0:
             raise InfrastructureError(

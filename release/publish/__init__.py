@@ -125,15 +125,18 @@ def collect_garbage(config: ReleaseConfig, repository: str | None, *, plan: bool
     """Remove versions beyond the retention, in one transaction; never a linked one."""
     from cvmfs.backends.base import Owner
     from cvmfs.retention import plan_retention
+    from release.image.publish import images_of
     from release.targets import make_backend
 
     repo_name, repo = config.repository(repository)
     backend = make_backend(config, repo_name, repo)
     retention = plan_retention(backend.entries(repo.prefix), repo.keep, version_key=release_key)
+    images = images_of(backend, repo.prefix, retention.remove)
     result: dict[str, Any] = {
         "repository": repo_name,
         "keep": retention.keep,
         "remove": retention.remove,
+        "images": images,
         "reasons": retention.reasons,
         "status": "planned" if plan else "nothing to remove",
     }
@@ -143,13 +146,17 @@ def collect_garbage(config: ReleaseConfig, repository: str | None, *, plan: bool
     try:
         # Decide again under the lock: a link may have moved while we waited for it.
         retention = plan_retention(backend.entries(repo.prefix), repo.keep, version_key=release_key)
-        result.update(keep=retention.keep, remove=retention.remove, reasons=retention.reasons)
+        images = images_of(backend, repo.prefix, retention.remove)
+        result.update(keep=retention.keep, remove=retention.remove, reasons=retention.reasons,
+                      images=images)  # fmt: skip
         if not retention.remove:
             txn.abort()
             result["status"] = "nothing to remove"
             return result
-        for name in retention.remove:
-            txn.remove(f"{repo.prefix}/{name}")
+        # Each version's images (and their .multiarch links) go with it, in this transaction:
+        # an image is certified for one release and never outlives it.
+        for rel in [*(f"{repo.prefix}/{name}" for name in retention.remove), *images]:
+            txn.remove(rel)
         result["revision"] = txn.publish(
             None, f"retention: remove {', '.join(retention.remove)}", ""
         )
