@@ -454,7 +454,7 @@ def _build_pilots(
     vos = config.product_pilots(product)
     if not vos:
         return {}
-    from release.pilot.archive import CHECKSUMS_NAME
+    from release.pilot.archive import CHECKSUMS_NAME, sha512
     from release.pilot.build import build_pilots
     from release.pilot.layout import version_rel
     from release.pilot.wrapper import write_wrapper
@@ -470,7 +470,7 @@ def _build_pilots(
         location = "file:" + layout.client_path(version_rel(layout.version_dir(tag), b.vo))
         write_wrapper(config, b.vo, b.folder, location)
     progress.done("pilots", "done")
-    return {b.vo: hashlib.sha512(b.files[CHECKSUMS_NAME]).hexdigest() for b in built}
+    return {b.vo: sha512(b.files[CHECKSUMS_NAME]) for b in built}
 
 
 def build_release(

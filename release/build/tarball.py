@@ -122,8 +122,8 @@ class _Members:
         self.offset += size
 
 
-def _compress_file(path: Path, level: int) -> tuple[bytes, int, int]:
-    """The file as one gzip member (header time 0), its CRC-32 and its length."""
+def _compress_file(path: Path, level: int) -> bytes:
+    """The file as one gzip member (header time 0)."""
     deflate = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
     crc = size = 0
     body = io.BytesIO()
@@ -134,16 +134,17 @@ def _compress_file(path: Path, level: int) -> tuple[bytes, int, int]:
             size += len(chunk)
             body.write(deflate.compress(chunk))
     body.write(deflate.flush() + struct.pack("<II", crc, size & 0xFFFFFFFF))
-    return body.getvalue(), crc, size
+    return body.getvalue()
 
 
 def _file_crc(path: Path) -> tuple[int, int]:
+    """The file's CRC-32 and length as a gzip trailer records them (length modulo 2**32)."""
     crc = size = 0
     with path.open("rb") as handle:
         while chunk := handle.read(_CHUNK):
             crc = zlib.crc32(chunk, crc)
             size += len(chunk)
-    return crc, size
+    return crc, size & 0xFFFFFFFF
 
 
 def _file_member(path: Path, sha256: str | None, level: int, cache: Path | None) -> bytes:
@@ -160,9 +161,9 @@ def _file_member(path: Path, sha256: str | None, level: int, cache: Path | None)
             member = where.read_bytes()
         except OSError:
             member = b""
-        if len(member) >= 18 and struct.unpack("<II", member[-8:]) == _crc_and_size(path):
+        if len(member) >= 18 and struct.unpack("<II", member[-8:]) == _file_crc(path):
             return member
-    member, _crc, _size = _compress_file(path, level)
+    member = _compress_file(path, level)
     if where is not None:
         try:
             where.parent.mkdir(parents=True, exist_ok=True)
@@ -173,11 +174,6 @@ def _file_member(path: Path, sha256: str | None, level: int, cache: Path | None)
         except OSError:
             pass  # a cache that cannot be written only costs the next build the compression
     return member
-
-
-def _crc_and_size(path: Path) -> tuple[int, int]:
-    crc, size = _file_crc(path)
-    return crc, size & 0xFFFFFFFF
 
 
 def write_tarball(

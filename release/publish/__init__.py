@@ -38,9 +38,9 @@ def pilot_extras(
 
 def _checksums_digest(tree: Path) -> str:
     """The sha512 of a pilot folder's checksums.sha512: one value naming all its files."""
-    import hashlib
+    from release.pilot.archive import CHECKSUMS_NAME, sha512
 
-    return hashlib.sha512((tree / "checksums.sha512").read_bytes()).hexdigest()
+    return sha512((tree / CHECKSUMS_NAME).read_bytes())
 
 
 def publish_release(
