@@ -11,6 +11,7 @@ importing: pilot modules import the Pilot's own modules and run code at import t
 from __future__ import annotations
 
 import ast
+import functools
 
 from release.config.suggest import close_match
 from release.errors import BadInput
@@ -21,14 +22,20 @@ PILOT_COMMANDS = "pilotCommands.py"
 def defined_classes(name: str, source: bytes, where: str) -> set[str]:
     """The top-level class names of one module."""
     try:
-        tree = ast.parse(source, filename=name)
+        return set(_classes(name, source))
     except (SyntaxError, ValueError) as exc:
         raise BadInput(
             f"{name} is not valid Python: {exc}",
             where=where,
             fix="fix the module at its source; the Pilot could not import it either",
         ) from None
-    return {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+
+
+@functools.lru_cache(maxsize=512)
+def _classes(name: str, source: bytes) -> frozenset[str]:
+    """Parsed once per content: every VO of a build shares the Pilot's modules."""
+    tree = ast.parse(source, filename=name)
+    return frozenset(node.name for node in tree.body if isinstance(node, ast.ClassDef))
 
 
 def check_no_shadowing(pilot: dict[str, bytes], modules: dict[str, bytes], where: str) -> None:

@@ -4,7 +4,9 @@ in a folder.
 Files are read from git objects (`commit.tree`), never from a work tree, so an uncommitted
 edit in a local checkout can never slip into a pilot, and a local path and a URL give the
 same bytes. A URL is cloned once (bare) into `<cache_dir>/pilot-repos/` and fetched again
-only when the pinned commit or tag is not there yet.
+only when the pinned commit or tag is not there yet. What was read is kept by the object it
+was read at (`source_cache`): a later build of the same pinned commit or tag reads only the
+tag's ref, no git object.
 
 GitPython is imported inside the functions: the command line must start without it.
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from release.errors import BadInput, InfrastructureError
+from release.pilot import source_cache
 
 if TYPE_CHECKING:
     import git
@@ -69,6 +72,20 @@ def _has(repo: git.Repo, rev: str) -> str | None:
         return None
 
 
+def _ref_object(repo: git.Repo, ref: str) -> str | None:
+    """The object a ref names, read from the ref files alone (no git process), or None."""
+    from git.refs.symbolic import SymbolicReference
+
+    try:
+        return str(SymbolicReference.dereference_recursive(repo, ref))
+    except (ValueError, OSError):
+        return None
+
+
+def _cache_root(config: ReleaseConfig) -> Path:
+    return config.resolve_path(config.build.cache_dir)
+
+
 def _open(config: ReleaseConfig, location: str, rev: str, key: str) -> git.Repo:
     """The repository holding `rev`: a local one as it is, a URL through the cached clone."""
     from release import gitinfo
@@ -87,7 +104,7 @@ def _open(config: ReleaseConfig, location: str, rev: str, key: str) -> git.Repo:
     try:
         if clone.exists():
             repo = gitmodule.Repo(clone)
-            if _has(repo, rev) is None:
+            if _ref_object(repo, rev) is None and _has(repo, rev) is None:
                 repo.git.fetch("--force", "origin", "+refs/heads/*:refs/heads/*",
                                "+refs/tags/*:refs/tags/*")  # fmt: skip
             return repo
@@ -132,6 +149,9 @@ def _python_files(repo: git.Repo, commit: str, folder: str, where: str) -> dict[
 
 def fetch_pilot(config: ReleaseConfig, source: PilotSource, key: str) -> Fetched:
     """The Pilot's `*.py` files at the pinned commit."""
+    cached = source_cache.load(_cache_root(config), source.commit, source.path)
+    if cached is not None and "dirac-pilot.py" in cached.files:
+        return Fetched(source.git, None, cached.commit, cached.commit_time, cached.files)
     repo = _open(config, source.git, source.commit, key)
     commit = _has(repo, source.commit)
     if commit is None:
@@ -147,12 +167,20 @@ def fetch_pilot(config: ReleaseConfig, source: PilotSource, key: str) -> Fetched
             where=f"{key}.path",
             fix="point 'git' at the Pilot repository and 'path' at the folder of dirac-pilot.py",
         )
-    return Fetched(source.git, None, commit, int(repo.commit(commit).committed_date), files)
+    fetched = Fetched(source.git, None, commit, int(repo.commit(commit).committed_date), files)
+    _keep(config, source.commit, source.path, fetched)
+    return fetched
 
 
 def fetch_git_modules(config: ReleaseConfig, modules: GitModules, key: str) -> Fetched:
     """The VO's `*.py` modules at their tag."""
     repo = _open(config, modules.git, f"refs/tags/{modules.tag}", key)
+    tag_object = _ref_object(repo, f"refs/tags/{modules.tag}")
+    if tag_object is not None:
+        cached = source_cache.load(_cache_root(config), tag_object, modules.path)
+        if cached is not None:
+            return Fetched(modules.git, modules.tag, cached.commit, cached.commit_time,
+                           cached.files)  # fmt: skip
     commit = _has(repo, f"refs/tags/{modules.tag}")
     if commit is None:
         raise BadInput(
@@ -161,8 +189,18 @@ def fetch_git_modules(config: ReleaseConfig, modules: GitModules, key: str) -> F
             fix="tag the modules' release and push the tag, or correct 'tag'",
         )
     files = _python_files(repo, commit, modules.path, f"{key}.path")
-    return Fetched(modules.git, modules.tag, commit, int(repo.commit(commit).committed_date),
-                   files)  # fmt: skip
+    fetched = Fetched(modules.git, modules.tag, commit, int(repo.commit(commit).committed_date),
+                      files)  # fmt: skip
+    if tag_object is not None:
+        _keep(config, tag_object, modules.path, fetched)
+    return fetched
+
+
+def _keep(config: ReleaseConfig, object_id: str, folder: str, fetched: Fetched) -> None:
+    if fetched.commit is None or fetched.commit_time is None:
+        return  # read from a folder: nothing names its content
+    entry = source_cache.Entry(fetched.commit, fetched.commit_time, fetched.files)
+    source_cache.store(_cache_root(config), object_id, folder, entry)
 
 
 def read_folder_modules(config: ReleaseConfig, modules: FolderModules, key: str) -> Fetched:
