@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 from pathlib import Path
 
@@ -51,13 +53,25 @@ def test_a_rebuild_reads_no_git_object(config: Path, tmp_path: Path) -> None:
     assert _module(config) == first == MYVO_COMMANDS.encode()
 
 
+def _entries(config: Path) -> list[Path]:
+    return sorted(_cache(config).rglob("*.json"))
+
+
+def _edit_kept(config: Path, name: str, data: bytes) -> int:
+    """Change one kept file's bytes, its recorded blob id untouched."""
+    edited = 0
+    for entry in _entries(config):
+        kept = json.loads(entry.read_text())
+        if name in kept["files"]:
+            kept["files"][name]["data"] = base64.b64encode(data).decode()
+            entry.write_text(json.dumps(kept))
+            edited += 1
+    return edited
+
+
 def test_a_damaged_entry_is_read_again_from_git(config: Path) -> None:
     assert _build(config) == 0
-    blobs = [p for p in (_cache(config) / "blobs").rglob("*") if p.is_file()]
-    target = source_cache.blob_id(MYVO_COMMANDS.encode())
-    damaged = [p for p in blobs if p.parent.name + p.name == target]
-    assert len(damaged) == 1
-    damaged[0].write_bytes(b"class Evil: pass\n")
+    assert _edit_kept(config, "myvoCommands.py", b"class Evil: pass\n") == 1
     shutil.rmtree(config.parent / "dist")
     assert _build(config) == 0
     assert _module(config) == MYVO_COMMANDS.encode()
@@ -67,14 +81,12 @@ def test_a_damaged_entry_without_git_objects_is_refused_not_used(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert _build(config) == 0
-    for blob in (_cache(config) / "blobs").rglob("*"):
-        if blob.is_file():
-            blob.write_bytes(blob.read_bytes() + b"# edited\n")
+    assert _edit_kept(config, "myvoCommands.py", b"# edited\n") == 1
     _without_objects(tmp_path / "MyVOPilot")
     shutil.rmtree(config.parent / "dist")
     assert _build(config) == 2
     assert not (config.parent / "dist" / "pilots" / "myvo" / "v1.0.0").exists()
-    assert "v1.0.0" in capsys.readouterr().err
+    assert "tag v1.0.0 is not in" in capsys.readouterr().err
 
 
 def test_a_moved_tag_gives_the_new_modules(config: Path, tmp_path: Path) -> None:
