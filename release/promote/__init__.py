@@ -3,11 +3,13 @@
 The gate reads the ledger: the latest certification of exactly this version on the
 certification environment must have passed, and the bundles published now must be the ones it
 certified (manifest digests). Then, in order: `pro` moves in CVMFS (one verified transaction),
-the production hosts are upgraded (the rolling upgrade with rollback), production is certified.
+the production VO's pilot files are uploaded to its HTTPS locations if it lists any, the
+production hosts are upgraded (the rolling upgrade with rollback), production is certified.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +17,10 @@ from typing import Any
 from release.config import ReleaseConfig
 from release.errors import BadInput, CheckFailed
 from release.version import parse_version_arg
+
+
+def _quiet(_line: str) -> None:
+    return None
 
 
 def certification_gate(
@@ -87,6 +93,57 @@ def production_pilot(
     return {PILOT_LINK: (link_target(tag, vo), manifest)}
 
 
+def production_uploads(
+    config: ReleaseConfig,
+    env_name: str,
+    tag: str,
+    companions: dict[str, tuple[str, dict[str, Any]]],
+) -> list[Any]:
+    """The HTTPS locations that must serve the promoted pilot files too, checked up front.
+
+    Where the environment's VO lists `upload` locations (the pilotFileServer some sites'
+    pilots download from), the files sent are the built folder, checked as the wrapper would
+    and then compared file by file with what was published and certified. All of it before
+    `pro` moves: a missing folder, a certificate that does not load or bytes that are not the
+    certified ones stop the promotion with nothing changed.
+    """
+    from release.pilot import upload
+    from release.pilot.layout import PILOT_LINK
+
+    vo = config.environment_pilot(env_name)
+    if vo is None or not config.pilots[vo].upload or PILOT_LINK not in companions:
+        return []
+    targets = upload.select(config, version=tag, vo=vo)
+    published = {entry["path"]: entry.get("sha256") for entry in companions[PILOT_LINK][1]["files"]}
+    for target in targets:
+        differ = sorted(
+            name
+            for name, data in target.files.items()
+            if published.get(name) != hashlib.sha256(data).hexdigest()
+        )
+        if differ or set(published) != set(target.files):
+            raise BadInput(
+                f"the built pilot files of {vo} for {tag} are not the ones published and "
+                f"certified ({', '.join(differ) or 'other file names'}), so they are not uploaded",
+                where=str(target.folder),
+                fix=f"fetch the files that were published (the build's artifact) into "
+                f"{target.folder.parent}, or upload later with: dirac-release pilot upload "
+                f"--vo {vo} --version {tag}",
+            )
+    return targets
+
+
+def _upload_step(done: list[Any], *, plan: bool) -> dict[str, Any]:
+    def one(u: Any) -> str:
+        if plan:
+            return f"{u.location}: would send {len(u.sent)} files"
+        wrong = f", WRONG: {', '.join(u.wrong)}" if u.wrong else ""
+        return f"{u.location}: {u.status}, {len(u.sent)} sent, {len(u.verified)} read back{wrong}"
+
+    return {"step": "pilot upload", "result": "; ".join(one(u) for u in done),
+            "uploads": [u.as_dict() for u in done]}  # fmt: skip
+
+
 def promote_release(
     config: ReleaseConfig,
     *,
@@ -107,6 +164,7 @@ def promote_release(
     from release.certify import certify_release, check_outcome, published_manifests
     from release.deploy import check_outcome as deploy_outcome
     from release.deploy import deploy_environment
+    from release.pilot import upload
     from release.targets import for_environment
 
     release_version = parse_version_arg(version)
@@ -130,6 +188,7 @@ def promote_release(
             fix=f"publish it there first: dirac-release publish --version {tag}",
         )
     companions = production_pilot(config, target_env, tag, backend, layout)
+    uploads = production_uploads(config, target_env, tag, companions)
     steps: list[dict[str, Any]] = []
     result: dict[str, Any] = {
         "product": product,
@@ -164,6 +223,8 @@ def promote_release(
     if env.runtime == "k3s":
         playbook = "k3s.yml (DiracX's manifests for k3s)"
     if plan:
+        if uploads:
+            steps.append(_upload_step(upload.plan(uploads), plan=True))
         steps.append(
             {
                 "step": "deploy",
@@ -175,6 +236,10 @@ def promote_release(
         return result
     ledger = config.ledger(product, tag)
     try:
+        if uploads:
+            sent = upload.upload(uploads, progress or _quiet)
+            steps.append(_upload_step(sent, plan=False))
+            upload.check_outcome(sent)
         deployment = deploy_environment(config, env_name=target_env, version=tag,
                                         install=install, echo=echo, progress=progress)  # fmt: skip
         steps.append({"step": "deploy", "result": ", ".join(f"{h['host']} {h['result']}" for h in deployment["hosts"]),
