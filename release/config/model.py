@@ -14,7 +14,7 @@ from release.config.bases import Base
 from release.config.environments import Environment
 from release.config.examples import EXAMPLES
 from release.config.images import ImageSettings
-from release.config.pilots import PilotDeployment
+from release.config.pilots import PilotDeployment, ReleaseModules
 from release.config.products import Platform, Product
 from release.config.repositories import Repository
 from release.config.settings import BuildSettings, StateSettings
@@ -104,6 +104,21 @@ class ReleaseConfig(_Frozen):
                 raise names.BadValue(
                     f"{key} names {names.shown(value)}, which is not defined",
                     f"use one of the names defined: {', '.join(table) or 'none'}",
+                )
+        for vo, deployment in self.pilots.items():
+            if not isinstance(deployment.modules, ReleaseModules):
+                continue
+            product_name = deployment.product or (
+                next(iter(self.products)) if len(self.products) == 1 else None
+            )
+            product = self.products.get(product_name) if product_name else None
+            if product is not None and product.source.kind != "git":
+                raise names.BadValue(
+                    f"pilots.{vo}.modules takes the folder {deployment.modules.release!r} "
+                    f"of {product_name}'s repository at the release's tag, but {product_name} "
+                    "is taken from the package index, not from a git repository",
+                    'give the modules\' own repository: modules = { git = "...", tag = "v1.0.0", '
+                    'path = "pilot" }, or a folder: modules = { folder = "vo-pilot" }',
                 )
         for name, product in self.products.items():
             base = self.bases.get(product.base) if product.base else None

@@ -100,6 +100,21 @@ class FolderModules(_Frozen):
         return _inside(value, "folder")
 
 
+class ReleaseModules(_Frozen):
+    """The VO's pilot modules in a folder of the product's own repository, at the release's tag.
+
+    The modules then change with the release and are certified with it: no second tag to keep
+    in step, and a release can never go out with the modules of another one.
+    """
+
+    release: str = Field(min_length=1)
+
+    @field_validator("release")
+    @classmethod
+    def _release(cls, value: str) -> str:
+        return _inside(value, "release")
+
+
 _UPLOAD_EXAMPLE = (
     'e.g. upload = ["https://dirac.example.org:8443/pilot"], upload_cert = "certs/hostcert.pem", '
     'upload_key = "certs/hostkey.pem", upload_ca = "certs/ca.pem"'
@@ -145,7 +160,10 @@ def _upload_location(value: str) -> str:
 
 def _modules_kind(value: Any) -> str:
     if isinstance(value, Mapping):
-        return "folder" if "folder" in value and "git" not in value else "git"
+        kinds = [key for key in ("folder", "release") if key in value]
+        return kinds[0] if len(kinds) == 1 and "git" not in value else "git"
+    if isinstance(value, ReleaseModules):
+        return "release"
     return "folder" if isinstance(value, FolderModules) else "git"
 
 
@@ -259,7 +277,9 @@ class PilotDeployment(_Frozen):
     pilot: PilotSource
     modules: (
         Annotated[
-            Annotated[GitModules, Tag("git")] | Annotated[FolderModules, Tag("folder")],
+            Annotated[GitModules, Tag("git")]
+            | Annotated[FolderModules, Tag("folder")]
+            | Annotated[ReleaseModules, Tag("release")],
             Discriminator(_modules_kind),
         ]
         | None
@@ -308,11 +328,12 @@ class PilotDeployment(_Frozen):
     @classmethod
     def _one_kind_of_modules(cls, modules: Any) -> Any:
         if isinstance(modules, Mapping):
-            kinds = [key for key in ("git", "folder") if key in modules]
+            kinds = [key for key in ("git", "folder", "release") if key in modules]
             if len(kinds) != 1:
                 raise names.BadValue(
-                    "give exactly one of 'git' (with 'tag') or 'folder'",
+                    "give exactly one of 'git' (with 'tag'), 'folder' or 'release'",
                     "'git' takes the modules from a tag of their repository, 'folder' from a "
-                    "folder next to release.toml",
+                    "folder next to release.toml, 'release' from a folder of the product's "
+                    "repository at the tag being released",
                 )
         return modules

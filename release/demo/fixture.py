@@ -68,9 +68,9 @@ def demo_config_text(
     document = tomlkit.parse(text)
     if source is not None:
         document["products"]["vodemo"]["source"]["git"] = source
-        # The demo's Pilot stand-in and the VO's module live in the product repository too.
+        # The demo's Pilot stand-in lives in the product repository too (the VO's module is
+        # read from it at the release's tag: `modules = { release = ... }`).
         document["pilots"]["vodemo"]["pilot"]["git"] = source
-        document["pilots"]["vodemo"]["modules"]["git"] = source
     if platforms is not None:
         unknown = set(platforms) - set(document["platforms"])
         if unknown:

@@ -114,10 +114,14 @@ def prepare(
         pilots[(source.git, source.commit, source.path)] = pilot
     modules: sources.Fetched | None = None
     if deployment.modules is not None:
-        from release.config.pilots import GitModules
+        from release.config.pilots import GitModules, ReleaseModules
 
         if isinstance(deployment.modules, GitModules):
             modules = sources.fetch_git_modules(config, deployment.modules, f"{key}.modules")
+        elif isinstance(deployment.modules, ReleaseModules):
+            modules = sources.fetch_release_modules(
+                config, product_name, deployment.modules, tag, f"{key}.modules"
+            )
         else:
             modules = sources.read_folder_modules(config, deployment.modules, f"{key}.modules")
     vo_files = modules.files if modules else {}

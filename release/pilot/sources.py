@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import git
 
     from release.config import ReleaseConfig
-    from release.config.pilots import FolderModules, GitModules, PilotSource
+    from release.config.pilots import FolderModules, GitModules, PilotSource, ReleaseModules
 
 #: git's mode of a regular file (0644 or 0755); links and submodules are never pilot files.
 _REGULAR_BLOBS = (0o100644, 0o100755)
@@ -201,6 +201,31 @@ def _keep(config: ReleaseConfig, object_id: str, folder: str, fetched: Fetched) 
         return  # read from a folder: nothing names its content
     entry = source_cache.Entry(fetched.commit, fetched.commit_time, fetched.files)
     source_cache.store(_cache_root(config), object_id, folder, entry)
+
+
+def fetch_release_modules(
+    config: ReleaseConfig, product_name: str, modules: ReleaseModules, tag: str, key: str
+) -> Fetched:
+    """The VO's modules in a folder of the product's repository, at the tag being released."""
+    from release.config.pilots import GitModules
+
+    source = config.products[product_name].source
+    if source.kind != "git":  # refused when the file is loaded; kept for a config built in code
+        raise BadInput(f"{product_name} has no git repository to take {modules.release!r} from",
+                       where=key, fix="give the modules' own repository or a folder")  # fmt: skip
+    in_repo = GitModules(git=source.git, tag=tag, path=modules.release)
+    try:
+        return fetch_git_modules(config, in_repo, key)
+    except BadInput as error:
+        if error.where == f"{key}.tag":
+            raise BadInput(
+                f"{product_name}'s repository has no tag {tag}, so there are no modules of "
+                f"this release in {modules.release!r}",
+                where=key,
+                fix="tag the release first (dirac-release version), or build the pilot files "
+                "of a tagged release",
+            ) from None
+        raise
 
 
 def read_folder_modules(config: ReleaseConfig, modules: FolderModules, key: str) -> Fetched:
