@@ -48,6 +48,7 @@ def collect(config: ReleaseConfig, product: str, tag: str) -> dict[str, Any]:
         "certifications": ledger.records("certify"),
         "promotion": ledger.latest("promote"),
         "pilots": _pilots(build, ledger.latest("publish")),
+        "images": _images(ledger.records("image build"), ledger.records("image publish")),
         "artefacts": {name: str(path) for name, path in artefacts.items() if path.exists()},
     }
 
@@ -65,6 +66,27 @@ def _pilots(build: dict[str, Any] | None, publish: dict[str, Any] | None) -> lis
         }
         for vo in sorted(set(built) | set(published))
     ]
+
+
+def _images(
+    builds: list[dict[str, Any]], publications: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Per VO and architecture: the manifest digest last built, and the one published, where."""
+    built: dict[tuple[str, str], str] = {}
+    for record in builds:
+        for image in record.get("images", []):
+            built[(image["vo"], image["arch"])] = image.get("manifest_digest")
+    published: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+    for record in publications:
+        for arch, digest in (record.get("digests") or {}).items():
+            where = (record.get("container_root") or {}).get(arch)
+            published[(record["vo"], arch)] = (digest, where)
+    return [
+        {"vo": vo, "arch": arch, "built": built.get((vo, arch)),
+         "published": published.get((vo, arch), (None, None))[0],
+         "container_root": published.get((vo, arch), (None, None))[1]}
+        for vo, arch in sorted(set(built) | set(published))
+    ]  # fmt: skip
 
 
 def _stages(
@@ -128,6 +150,19 @@ def markdown(data: dict[str, Any]) -> str:
             f"| {p['path'] or 'not published'} |"
             for p in data["pilots"]
         ]
+    if data.get("images"):
+        lines += [
+            "",
+            "### container images (OCI manifest digests)",
+            "",
+            "| VO | arch | built | published | ContainerRoot |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {i['vo']} | {i['arch']} | {str(i['built'])[:19]} | {str(i['published'])[:19]} "
+            f"| {i['container_root'] or 'not published'} |"
+            for i in data["images"]
+        ]  # fmt: skip
     if data["artefacts"]:
         lines += ["", "### artefacts", ""]
         lines += [f"- {name}: `{path}`" for name, path in data["artefacts"].items()]
@@ -215,6 +250,18 @@ def html_page(data: dict[str, Any]) -> str:
         parts.append("<h2>Pilot files</h2><p class=muted>sha512 of each VO's checksums.sha512, "
                      "which names every file the pilot wrapper checks</p><table><tr><th>VO</th>"
                      f"<th>built</th><th>published</th><th>where</th></tr>{rows}</table>")  # fmt: skip
+    if data.get("images"):
+        rows = "".join(
+            f"<tr><td>{_e(i['vo'])}</td><td>{_e(i['arch'])}</td>"
+            f"<td><code>{_e(str(i['built'])[:19])}</code></td>"
+            f"<td><code>{_e(str(i['published'])[:19])}</code></td>"
+            f"<td><code>{_e(i['container_root'] or 'not published')}</code></td></tr>"
+            for i in data["images"]
+        )
+        parts.append("<h2>Container images</h2><p class=muted>OCI manifest digest of each "
+                     "VO's image per architecture, and the ContainerRoot a site sets</p><table>"
+                     "<tr><th>VO</th><th>arch</th><th>built</th><th>published</th>"
+                     f"<th>ContainerRoot</th></tr>{rows}</table>")  # fmt: skip
     if data["deployments"]:
         rows = "".join(
             f"<tr><td>{_e(d.get('environment'))}</td><td>{_e(h['host'])}</td><td>{_e(h.get('previous'))}</td>"

@@ -525,6 +525,21 @@ def place(staged: Staged) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _record(config: ReleaseConfig, builds: list[ImageBuild]) -> None:
+    """An `image build` record in the release's ledger, when an image was (re)written: the
+    digests the report shows and publication is compared with."""
+    by_release: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for build in builds:
+        if build.status != "unchanged":
+            by_release.setdefault((build.product, build.tag), []).append(
+                {key: build.record()[key] for key in
+                 ("vo", "arch", "manifest_digest", "layer_digest", "base", "base_digest")}
+                | {"status": build.status, "folder": str(build.folder)}
+            )  # fmt: skip
+    for (product, tag), images in by_release.items():
+        config.ledger(product, tag).record("image build", {"images": images})
+
+
 def pick_vos(config: ReleaseConfig, vo: str | None) -> list[str]:
     if not config.images:
         from release.config import EXAMPLES
@@ -596,7 +611,9 @@ def build_images(
             raise failure
         for one in staged:
             place(one)
-        return [one.build for one in staged]
+        builds = [one.build for one in staged]
+        _record(config, builds)
+        return builds
     finally:
         for _name, _product, source in plans:
             if source.tar is not None:

@@ -182,6 +182,14 @@ def publish_images(
             "container_root_any": container_root(repo_name, repo.prefix, name, tag, None),
             **publication.as_dict(),
         })  # fmt: skip
+    if not plan:
+        for result in results:
+            product = config.images[result["vo"]].product
+            config.ledger(config.product(product)[0], tag).record("image publish", {
+                key: result.get(key) for key in
+                ("vo", "image", "status", "tag", "revision", "repository", "digests",
+                 "container_root")
+            })  # fmt: skip
     return results
 
 

@@ -277,3 +277,33 @@ def test_an_image_is_published_through_cvmfs_server(
         )
     again = publish_images(config, version="v9.0.0", out=tmp_path / "images")[0]
     assert again["status"] == "already published"
+
+
+def test_the_ledger_and_the_report_show_the_image_digests(site: Path) -> None:
+    from release.report import collect, html_page, markdown
+
+    config = _config(site)
+    _build(config, site, "v9.0.0")
+    _build(config, site, "v9.0.0")  # unchanged: nothing new to record
+    ledger = config.ledger("DIRAC", "v9.0.0")
+    [built] = ledger.records("image build")
+    digests = {i["arch"]: i["manifest_digest"] for i in built["images"]}
+    assert sorted(digests) == ["aarch64", "x86_64"]
+    assert all(d.startswith("sha256:") for d in digests.values())
+    data = collect(config, "DIRAC", "v9.0.0")
+    assert [(i["arch"], i["published"]) for i in data["images"]] == [
+        ("aarch64", None),
+        ("x86_64", None),
+    ]
+    publish_images(config, version="v9.0.0", out=site / "images")
+    [published] = ledger.records("image publish")
+    assert published["status"] == "published" and published["digests"] == digests
+    data = collect(config, "DIRAC", "v9.0.0")
+    for image in data["images"]:
+        assert image["built"] == image["published"] == digests[image["arch"]]
+        assert image["container_root"] == (
+            f"/cvmfs/{REPO}/dirac/containers/dteam/.multiarch/{image['arch']}/dteam:v9.0.0"
+        )
+    text = markdown(data)
+    assert f"| dteam | x86_64 | {digests['x86_64'][:19]} | {digests['x86_64'][:19]} |" in text
+    assert "Container images" in html_page(data)
