@@ -54,6 +54,27 @@ def _find(repo: Any, tag: str, slug: str) -> Any | None:
     return call(f"listing the releases of {slug}", look, repository=slug)
 
 
+def _image_layouts(
+    config: ReleaseConfig, product: str, tag: str
+) -> tuple[dict[str, Path], list[str]]:
+    """Asset name -> OCI layout of each built image of the product's VOs; the ones not built."""
+    from release.image.build import output_root
+
+    layouts: dict[str, Path] = {}
+    unbuilt: list[str] = []
+    root = output_root(config, None)
+    for vo, settings in config.images.items():
+        if config.product(settings.product)[0] != product:
+            continue
+        for arch in sorted(config.platforms):
+            layout = root / vo / tag / "oci" / arch
+            if (layout / "index.json").is_file():
+                layouts[f"{vo}-{tag}-oci-{arch}.tar"] = layout
+            else:
+                unbuilt.append(f"{vo} {arch}")
+    return layouts, unbuilt
+
+
 def github_release(
     config: ReleaseConfig,
     *,
@@ -74,8 +95,9 @@ def github_release(
     out = config.resolve_path(config.build.out).absolute()
     bundles = load_bundles(out, target.product_name, tag, list(config.platforms))
     tarballs = sorted((out / tag).glob("*.tar.gz"))
+    images, unbuilt = _image_layouts(config, target.product_name, tag)
     assets = make_assets(out / tag / "github-release", target.product_name, tag, bundles.trees,
-                         bundles.manifests, tarballs)  # fmt: skip
+                         bundles.manifests, tarballs, images)  # fmt: skip
     result: dict[str, Any] = {
         "product": target.product_name,
         "tag": tag,
@@ -86,7 +108,11 @@ def github_release(
             for a in assets
         ],
         "status": "planned",
-        "notes": [],
+        "notes": [
+            f"not attached, not built: the image of {name} (dirac-release image build "
+            f"--vo {name.split(' ')[0]} --version {tag})"
+            for name in unbuilt
+        ],
     }
     if plan:
         result["seconds"] = round(time.monotonic() - started, 3)

@@ -8,6 +8,11 @@ the build output after the bundle contract's checks (SHA256SUMS of the build, ma
 the same bundles always give the same bytes. The SBOM is checked against CycloneDX's own JSON
 schema (cyclonedx-python-lib, offline) before anything is uploaded: a consumer's scanner that
 rejects it would otherwise find out after the release is public.
+
+Each built container image of the product's VOs goes too, one OCI archive per architecture
+(`<vo>-<tag>-oci-<arch>.tar`: the image's OCI layout as a tar, what `skopeo copy
+oci-archive:...` and `apptainer build x.sif oci-archive:...` read), written reproducibly
+(sorted, owner 0, time 0), so a site can take the image without CVMFS.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tarfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,9 +102,24 @@ def check_sbom(document: dict[str, Any], where: str) -> None:
         )
 
 
+def oci_archive(layout: Path, dest: Path) -> None:
+    """The OCI layout folder as an uncompressed tar, the same bytes for the same layout."""
+    with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(layout.rglob("*")):
+            info = tar.gettarinfo(str(path), arcname=path.relative_to(layout).as_posix())
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            info.mode = 0o755 if info.isdir() else 0o644
+            if info.isfile():
+                with path.open("rb") as handle:
+                    tar.addfile(info, handle)
+            elif info.isdir():
+                tar.addfile(info)
+
+
 def make_assets(
     out_dir: Path, product: str, tag: str, trees: dict[str, Path],
     manifests: dict[str, dict[str, Any]], tarballs: list[Path],
+    images: dict[str, Path] | None = None,
 ) -> list[Asset]:  # fmt: skip
     """Write the release's files into out_dir (replaced), return them with their digests."""
     if out_dir.exists():
@@ -113,6 +134,10 @@ def make_assets(
         dest = out_dir / f"{product}-{tag}-Linux-{arch}.manifest.json"
         shutil.copyfile(tree / ".dirac-release" / "manifest.json", dest)
         files.append((dest, "application/json"))
+    for name, layout in sorted((images or {}).items()):
+        dest = out_dir / name
+        oci_archive(layout, dest)
+        files.append((dest, "application/x-tar"))
     bom = out_dir / f"{product}-{tag}.cdx.json"
     document = sbom(product, tag, manifests)
     check_sbom(document, str(bom))

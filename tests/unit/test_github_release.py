@@ -190,3 +190,40 @@ def test_an_asset_uploaded_meanwhile_by_another_run_is_checked_not_duplicated(
     (release,) = github.releases.values()
     assert release["draft"] is False
     assert [a["name"] for a in release["assets"].values()].count("SHA256SUMS") == 1
+
+
+def test_built_images_go_along_as_oci_archives_and_unbuilt_ones_are_named(
+    site: Path, github: FakeGitHub, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from release.image.archive import read_archive
+    from release.image.build import build_images
+    from tests.image_trees import debian_base
+
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    debian_base(isolated_env, "x86_64")
+    config_path = site / "release.toml"
+    config_path.write_text(
+        config_path.read_text() + '\n[images.dteam]\nbase = { debian = "bookworm" }\n'
+    )
+    config = load_config(config_path, environ={})
+    [built] = build_images(config, version="v1.0.0", arches=["x86_64"])
+    result = _release(site)
+    name = "dteam-v1.0.0-oci-x86_64.tar"
+    assert name in {a["name"] for a in result["assets"]}  # type: ignore[attr-defined]
+    assert result["notes"] == [  # aarch64 was not built: said, not silently left out
+        "not attached, not built: the image of dteam aarch64 (dirac-release image build "
+        "--vo dteam --version v1.0.0)"
+    ]
+    (release,) = github.releases.values()
+    stored = {a["name"]: a["data"] for a in release["assets"].values()}
+    archive = site / "downloaded.tar"
+    archive.write_bytes(stored[name])
+    image, tar = read_archive(archive, "x86_64", "test")  # what a site's tools read
+    tar.close()
+    assert image.manifest_digest == built.manifest_digest
+    assert f"  {name}" in stored["SHA256SUMS"].decode()
+    # The same layout gives the same archive bytes.
+    from release.ghrelease.assets import oci_archive
+
+    oci_archive(built.layout, site / "again.tar")
+    assert (site / "again.tar").read_bytes() == stored[name]
