@@ -82,6 +82,7 @@ def _already_published(
     links: tuple[str, ...],
     result: Publication,
     extras: dict[str, tuple[Path, dict[str, Any]]],
+    views: tuple[tuple[str, str, str], ...] = (),
 ) -> bool:
     """True (result filled in) when this very release is published; BadInput on a conflict."""
     existing = {tag.name: tag for tag in backend.tags()}
@@ -115,6 +116,13 @@ def _already_published(
             for rel, (_tree, manifest) in extras.items()
             for problem in backend.verify_published(rel, manifest, shallow=True)
         ]
+        # The views set in its transaction (an image's .multiarch links) are part of it too.
+        for folder, name, target in views:
+            present = backend.entries(folder)
+            if present.get(name) != target:
+                now = ("missing" if name not in present else
+                       "not a link" if present[name] is None else f"-> {present[name]}")  # fmt: skip
+                problems.append(f"/{folder}/{name} is {now}, not -> {target}")
         if problems:
             raise CheckFailed(
                 f"{tag_name} is published in {layout.repository} but no longer matches its "
@@ -214,7 +222,7 @@ def publish(
             result.notes.extend(backend.clear_stale(tag_name))
         else:
             result.notes.append(f"open: {held.describe()}")
-    if _already_published(backend, layout, bundles, tag_name, links, result, extras):
+    if _already_published(backend, layout, bundles, tag_name, links, result, extras, views):
         result.seconds = time.monotonic() - started
         return result
     entries = backend.entries(layout.prefix)
@@ -279,7 +287,7 @@ def publish(
         failpoints.reached("opened")
         # Decided again under the lock: a publisher of the same release may have finished
         # while this one waited; then there is nothing left to do.
-        if _already_published(backend, layout, bundles, tag_name, links, result, extras):
+        if _already_published(backend, layout, bundles, tag_name, links, result, extras, views):
             txn.abort()
             result.notes.append("another publisher finished this release while this one waited")
             result.seconds = time.monotonic() - started

@@ -104,6 +104,22 @@ def test_a_rerun_is_a_checked_no_op(site: Path) -> None:
     assert _tags(site).count("image-dteam-v9.0.0") == 1
 
 
+@pytest.mark.parametrize("damage", ["remove", "repoint"])
+def test_a_rerun_finds_a_damaged_multiarch_link(site: Path, damage: str) -> None:
+    from release.errors import CheckFailed
+
+    config = _config(site)
+    _build(config, site, "v9.0.0")
+    publish_images(config, version="v9.0.0", out=site / "images")
+    link = _containers(site) / ".multiarch" / "aarch64" / "dteam:v9.0.0"
+    os.remove(link)
+    if damage == "repoint":
+        os.symlink("../../dteam:v9.0.0/x86_64", link)  # the wrong architecture
+    expected = "is missing" if damage == "remove" else "is -> ../../dteam:v9.0.0/x86_64"
+    with pytest.raises(CheckFailed, match=rf"multiarch/aarch64/dteam:v9\.0\.0 {expected}"):
+        publish_images(config, version="v9.0.0", out=site / "images")
+
+
 def test_the_plan_changes_nothing(site: Path) -> None:
     config = _config(site)
     _build(config, site, "v9.0.0")
