@@ -23,6 +23,8 @@ from release.config.base import PlatformName, _Frozen
 
 #: Debian package names (Debian policy 5.6.7): lower case, digits, '+', '-', '.'.
 _DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]{1,99}\Z", re.ASCII)
+#: An image name component (OCI distribution spec), without ':' or '/'.
+_IMAGE_NAME = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*\Z", re.ASCII)
 #: Environment variable names a shell can export.
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}\Z", re.ASCII)
 #: OCI annotation keys: reverse domain notation (image-spec annotations.md).
@@ -89,6 +91,8 @@ class ImageSettings(_Frozen):
         Annotated[DebianImageBase, Tag("debian")] | Annotated[OciImageBase, Tag("oci")],
         Discriminator(_base_kind),
     ]
+    #: The image's name in its CVMFS path (`containers/<vo>/<name>:<tag>`); default: the VO's.
+    name: str | None = None
     #: Debian packages the image must have. This first version installs nothing: each must
     #: already be installed (unpacked) in the base, checked against its dpkg status, so the
     #: build stays offline and reproducible. A missing one is refused with the fix.
@@ -101,6 +105,17 @@ class ImageSettings(_Frozen):
     env: dict[str, str] = Field(default_factory=dict)
     #: Extra labels (OCI annotations, reverse-domain keys); the build adds its own.
     labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not _IMAGE_NAME.fullmatch(value):
+            raise names.BadValue(
+                f"image name {names.shown(value)} is not a plain image name",
+                'lower-case letters, digits, ".", "_" and "-", starting with a letter or digit '
+                '(no ":" or "/": the tag and the VO are added), e.g. name = "el9-worker"',
+            )
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -40,20 +40,23 @@ class ImageLayout(Layout):
         return f"{self.prefix}/{tag}/{arch}"
 
 
-def image_name(vo: str) -> str:
-    """The image's name in its path: the VO's own (one image per VO and release)."""
-    return vo
+def image_name(config: ReleaseConfig, vo: str) -> str:
+    """The image's name in its path: `[images.<vo>] name`, else the VO's own."""
+    return config.images[vo].name or vo
 
 
-def image_entry(vo: str, tag: str) -> str:
-    return f"{image_name(vo)}:{tag}"
+def image_entry(name: str, tag: str) -> str:
+    return f"{name}:{tag}"
 
 
-def container_root(repository: str, prefix: str, vo: str, tag: str, arch: str | None) -> str:
+def container_root(
+    repository: str, prefix: str, vo: str, name: str, tag: str, arch: str | None
+) -> str:
     """The ContainerRoot a site sets on its SingularityComputingElement: through the
     `.multiarch` view, one architecture or (arch None) the `{arch}` form of DIRAC#8454."""
     shown = arch or "{arch}"
-    return f"/cvmfs/{repository}/{prefix}/{CONTAINERS_FOLDER}/{vo}/{MULTIARCH}/{shown}/{image_entry(vo, tag)}"
+    entry = image_entry(name, tag)
+    return f"/cvmfs/{repository}/{prefix}/{CONTAINERS_FOLDER}/{vo}/{MULTIARCH}/{shown}/{entry}"
 
 
 def _repository(config: ReleaseConfig, vo: str, repository: str | None) -> tuple[str, Any]:
@@ -135,7 +138,7 @@ def publish_images(
         wanted: list[str] = list(config.platforms)  # every platform: an image is published whole
         say(f"laying out the image of {name}")
         staged = publishable(config, version=tag, vo=name, arches=wanted, out=out)
-        entry = image_entry(name, tag)
+        entry = image_entry(image_name(config, name), tag)
         layout = ImageLayout(repo_name, f"{repo.prefix}/{CONTAINERS_FOLDER}/{name}")
         trees = {arch: s.tree for arch, s in staged.items()}
         bundles = BundleSet(
@@ -172,14 +175,14 @@ def publish_images(
         )
         results.append({
             "vo": name,
-            "image": image_name(name),
+            "image": image_name(config, name),
             "version": tag,
             "platforms": sorted(staged),
             "digests": {arch: s.manifest["image"].get("manifest_digest") for arch, s in staged.items()},
             "container_root": {
-                arch: container_root(repo_name, repo.prefix, name, tag, arch) for arch in sorted(staged)
+                arch: container_root(repo_name, repo.prefix, name, image_name(config, name), tag, arch) for arch in sorted(staged)
             },
-            "container_root_any": container_root(repo_name, repo.prefix, name, tag, None),
+            "container_root_any": container_root(repo_name, repo.prefix, name, image_name(config, name), tag, None),
             **publication.as_dict(),
         })  # fmt: skip
     if not plan:
@@ -216,7 +219,7 @@ def container_roots(
         for arch in wanted:
             roots.append({
                 "vo": name, "arch": arch or "{arch}",
-                "container_root": container_root(repo_name, repo.prefix, name, tag, arch),
+                "container_root": container_root(repo_name, repo.prefix, name, image_name(config, name), tag, arch),
             })  # fmt: skip
     return roots
 
@@ -238,8 +241,9 @@ def images_of(backend: Any, prefix: str, tags: list[str]) -> list[str]:
             continue
         folder = f"{root}/{vo}"
         for entry, kind in sorted(backend.entries(folder).items()):
+            # Any image of the VO's folder (`[images.<vo>] name` may have changed since).
             name, _sep, tag = entry.rpartition(":")
-            if kind is None and name == image_name(vo) and tag in wanted:
+            if kind is None and name and tag in wanted:
                 paths.append(f"{folder}/{entry}")
         multiarch = f"{folder}/{MULTIARCH}"
         for arch in ARCHES:  # entries() hides dot-folders: .multiarch is read by name

@@ -323,3 +323,32 @@ def test_the_ledger_and_the_report_show_the_image_digests(site: Path) -> None:
     text = markdown(data)
     assert f"| dteam | x86_64 | {digests['x86_64'][:19]} | {digests['x86_64'][:19]} |" in text
     assert "Container images" in html_page(data)
+
+
+def test_an_image_name_of_its_own(site: Path) -> None:
+    (site / "release.toml").write_text(
+        CONFIG.format(keep=5).replace("[images.dteam]\n", '[images.dteam]\nname = "el9-worker"\n')
+    )
+    config = load_config(site / "release.toml", environ={})
+    _build(config, site, "v9.0.0")
+    [result] = publish_images(config, version="v9.0.0", out=site / "images")
+    assert result["image"] == "el9-worker"
+    for arch in ("x86_64", "aarch64"):
+        assert (_containers(site) / "el9-worker:v9.0.0" / arch / "etc").is_dir()
+        link = _containers(site) / ".multiarch" / arch / "el9-worker:v9.0.0"
+        assert os.readlink(link) == f"../../el9-worker:v9.0.0/{arch}"
+        assert result["container_root"][arch] == (
+            f"/cvmfs/{REPO}/dirac/containers/dteam/.multiarch/{arch}/el9-worker:v9.0.0"
+        )
+    assert not (_containers(site) / "dteam:v9.0.0").exists()
+
+
+@pytest.mark.parametrize("name", ["El9", "el9:latest", "a/b", "-x", "x-"])
+def test_a_bad_image_name_is_refused_on_load(tmp_path: Path, name: str) -> None:
+    from release.errors import ConfigError
+
+    (tmp_path / "release.toml").write_text(
+        CONFIG.format(keep=5).replace("[images.dteam]\n", f'[images.dteam]\nname = "{name}"\n')
+    )
+    with pytest.raises(ConfigError, match="is not a plain image name"):
+        load_config(tmp_path / "release.toml", environ={})
