@@ -72,6 +72,33 @@ def _has(repo: git.Repo, rev: str) -> str | None:
         return None
 
 
+def _commit_object(repo: git.Repo, commit: str) -> git.Commit:
+    """The commit object by its full id, read through the repository's one `git cat-file
+    --batch` (GitPython's `repo.commit()` would first ask a second process for its type)."""
+    import git as gitmodule
+
+    return gitmodule.Commit(repo, bytes.fromhex(commit))
+
+
+def _peel(repo: git.Repo, object_id: str) -> str | None:
+    """The commit a tag object (or a commit) leads to, read as data; None when it leads
+    elsewhere or the object is missing."""
+    for _ in range(8):  # a tag of a tag of ... a commit; deeper chains are not pilot modules
+        try:
+            stream = repo.odb.stream(bytes.fromhex(object_id))
+        except (ValueError, OSError):
+            return None
+        if stream.type == b"commit":
+            return object_id
+        if stream.type != b"tag":
+            return None
+        first = stream.read().split(b"\n", 1)[0]
+        if not first.startswith(b"object ") or len(first) != 47:
+            return None
+        object_id = first[7:].decode("ascii")
+    return None
+
+
 def _ref_object(repo: git.Repo, ref: str) -> str | None:
     """The object a ref names, read from the ref files alone (no git process), or None."""
     from git.refs.symbolic import SymbolicReference
@@ -127,7 +154,7 @@ def _open(config: ReleaseConfig, location: str, rev: str, key: str) -> git.Repo:
 
 def _python_files(repo: git.Repo, commit: str, folder: str, where: str) -> dict[str, bytes]:
     """Every regular `*.py` directly in `folder` at `commit` (the Pilot merges no subfolders)."""
-    tree = repo.commit(commit).tree
+    tree = _commit_object(repo, commit).tree
     if folder:
         try:
             tree = tree / folder
@@ -167,7 +194,9 @@ def fetch_pilot(config: ReleaseConfig, source: PilotSource, key: str) -> Fetched
             where=f"{key}.path",
             fix="point 'git' at the Pilot repository and 'path' at the folder of dirac-pilot.py",
         )
-    fetched = Fetched(source.git, None, commit, int(repo.commit(commit).committed_date), files)
+    fetched = Fetched(
+        source.git, None, commit, int(_commit_object(repo, commit).committed_date), files
+    )
     _keep(config, source.commit, source.path, fetched)
     return fetched
 
@@ -181,7 +210,8 @@ def fetch_git_modules(config: ReleaseConfig, modules: GitModules, key: str) -> F
         if cached is not None:
             return Fetched(modules.git, modules.tag, cached.commit, cached.commit_time,
                            cached.files)  # fmt: skip
-    commit = _has(repo, f"refs/tags/{modules.tag}")
+    commit = _peel(repo, tag_object) if tag_object is not None else None
+    commit = commit or _has(repo, f"refs/tags/{modules.tag}")
     if commit is None:
         raise BadInput(
             f"tag {modules.tag} is not in {modules.git}",
@@ -189,7 +219,7 @@ def fetch_git_modules(config: ReleaseConfig, modules: GitModules, key: str) -> F
             fix="tag the modules' release and push the tag, or correct 'tag'",
         )
     files = _python_files(repo, commit, modules.path, f"{key}.path")
-    fetched = Fetched(modules.git, modules.tag, commit, int(repo.commit(commit).committed_date),
+    fetched = Fetched(modules.git, modules.tag, commit, int(_commit_object(repo, commit).committed_date),
                       files)  # fmt: skip
     if tag_object is not None:
         _keep(config, tag_object, modules.path, fetched)

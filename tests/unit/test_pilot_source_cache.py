@@ -97,3 +97,18 @@ def test_a_moved_tag_gives_the_new_modules(config: Path, tmp_path: Path) -> None
     repo.create_tag("v1.0.0", force=True)
     assert _build(config) == 0
     assert _module(config) == changed.encode()
+
+
+def test_an_annotated_tag_is_followed_to_its_commit(config: Path, tmp_path: Path) -> None:
+    repo = git.Repo(tmp_path / "MyVOPilot")
+    changed = MYVO_COMMANDS + "\n\nclass Annotated(object):\n    pass\n"
+    commit = commit_files(repo, {"pilot/myvoCommands.py": changed}, "annotated")
+    repo.create_tag("v1.0.0", message="the modules, v1.0.0", force=True)
+    assert repo.tags["v1.0.0"].tag is not None  # a tag object, not a lightweight tag
+    assert _build(config) == 0
+    assert _module(config) == changed.encode()
+    built = json.loads(
+        (config.parent / "dist" / "pilots" / "myvo" / "v1.0.0" / "pilot.json").read_text()
+    )
+    assert built["myvo"]["Pilot"]["Version"].startswith("v1.0.0")
+    assert commit == repo.tags["v1.0.0"].commit.hexsha
