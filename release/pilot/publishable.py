@@ -12,6 +12,7 @@ release's transaction: it appears with the release, is as immutable as the relea
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -109,6 +110,7 @@ def stage(
 ) -> dict[str, tuple[Path, dict[str, Any]]]:
     """Per VO of the product: a checked tree (hardlinks to the built files) and its manifest."""
     from cvmfs import manifest_rules
+    from cvmfs.bundle_contract import normal_mode
     from cvmfs.tree_check import ANY_ARCH
     from release.build import manifest as mf
 
@@ -122,15 +124,22 @@ def stage(
         tree.mkdir(parents=True)
         for name in files:
             os.link(folder / name, tree / name)
-        scan = mf.scan_tree(tree, None, skip=frozenset({mf.MANIFEST_REL}))
+        # The entries from the bytes just checked (the tree is hardlinks to those files), not
+        # from reading them all again: the publisher verifies the staged and published trees
+        # against these entries, so a file changed meanwhile is still caught.
+        entries = [
+            {"path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+             "mode": f"{normal_mode((folder / name).lstat().st_mode):o}"}
+            for name, data in sorted(files.items())
+        ]  # fmt: skip
         manifest = {
             "schema": mf.SCHEMA,
             "product": f"pilot-{vo}",
             "version": tag.lstrip("v"),
             "tag": tag,
             "platform": ANY_ARCH,
-            "files": scan.files,
-            "totals": {"files": len(scan.files), "bytes": scan.total_bytes},
+            "files": entries,
+            "totals": {"files": len(entries), "bytes": sum(len(d) for d in files.values())},
         }
         manifest_rules.validate(f"pilot files of {vo}", manifest)
         mf.manifest_path(tree).parent.mkdir(parents=True, exist_ok=True)

@@ -113,7 +113,13 @@ def _cache_root(config: ReleaseConfig) -> Path:
     return config.resolve_path(config.build.cache_dir)
 
 
-def _open(config: ReleaseConfig, location: str, rev: str, key: str) -> git.Repo:
+def _open(
+    config: ReleaseConfig,
+    location: str,
+    rev: str,
+    key: str,
+    seen: dict[str, str | None] | None = None,
+) -> git.Repo:
     """The repository holding `rev`: a local one as it is, a URL through the cached clone."""
     from release import gitinfo
 
@@ -131,7 +137,10 @@ def _open(config: ReleaseConfig, location: str, rev: str, key: str) -> git.Repo:
     try:
         if clone.exists():
             repo = gitmodule.Repo(clone)
-            if _ref_object(repo, rev) is None and _has(repo, rev) is None:
+            found = _ref_object(repo, rev)
+            if seen is not None:
+                seen[rev] = found
+            if found is None and _has(repo, rev) is None:
                 repo.git.fetch("--force", "origin", "+refs/heads/*:refs/heads/*",
                                "+refs/tags/*:refs/tags/*")  # fmt: skip
             return repo
@@ -203,8 +212,12 @@ def fetch_pilot(config: ReleaseConfig, source: PilotSource, key: str) -> Fetched
 
 def fetch_git_modules(config: ReleaseConfig, modules: GitModules, key: str) -> Fetched:
     """The VO's `*.py` modules at their tag."""
-    repo = _open(config, modules.git, f"refs/tags/{modules.tag}", key)
-    tag_object = _ref_object(repo, f"refs/tags/{modules.tag}")
+    ref = f"refs/tags/{modules.tag}"
+    seen: dict[str, str | None] = {}
+    repo = _open(config, modules.git, ref, key, seen)
+    # Read once: the cached clone's ref was just read to decide whether to fetch (a fetch
+    # updates it, so it is read again then).
+    tag_object = seen.get(ref) or _ref_object(repo, ref)
     if tag_object is not None:
         cached = source_cache.load(_cache_root(config), tag_object, modules.path)
         if cached is not None:
