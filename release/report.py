@@ -81,12 +81,12 @@ def _images(
         for arch, digest in (record.get("digests") or {}).items():
             where = (record.get("container_root") or {}).get(arch)
             published[(record["vo"], arch)] = (digest, where)
-    return [
-        {"vo": vo, "arch": arch, "built": built.get((vo, arch)),
-         "published": published.get((vo, arch), (None, None))[0],
-         "container_root": published.get((vo, arch), (None, None))[1]}
-        for vo, arch in sorted(set(built) | set(published))
-    ]  # fmt: skip
+    rows = []
+    for key in sorted(set(built) | set(published)):
+        digest, where = published.get(key, (None, None))
+        rows.append({"vo": key[0], "arch": key[1], "built": built.get(key),
+                     "published": digest, "container_root": where})  # fmt: skip
+    return rows
 
 
 def _stages(

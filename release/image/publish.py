@@ -138,7 +138,8 @@ def publish_images(
         wanted: list[str] = list(config.platforms)  # every platform: an image is published whole
         say(f"laying out the image of {name}")
         staged = publishable(config, version=tag, vo=name, arches=wanted, out=out)
-        entry = image_entry(image_name(config, name), tag)
+        image = image_name(config, name)
+        entry = image_entry(image, tag)
         layout = ImageLayout(repo_name, f"{repo.prefix}/{CONTAINERS_FOLDER}/{name}")
         trees = {arch: s.tree for arch, s in staged.items()}
         bundles = BundleSet(
@@ -175,14 +176,14 @@ def publish_images(
         )
         results.append({
             "vo": name,
-            "image": image_name(config, name),
+            "image": image,
             "version": tag,
             "platforms": sorted(staged),
             "digests": {arch: s.manifest["image"].get("manifest_digest") for arch, s in staged.items()},
             "container_root": {
-                arch: container_root(repo_name, repo.prefix, name, image_name(config, name), tag, arch) for arch in sorted(staged)
+                arch: container_root(repo_name, repo.prefix, name, image, tag, arch) for arch in sorted(staged)
             },
-            "container_root_any": container_root(repo_name, repo.prefix, name, image_name(config, name), tag, None),
+            "container_root_any": container_root(repo_name, repo.prefix, name, image, tag, None),
             **publication.as_dict(),
         })  # fmt: skip
     if not plan:
@@ -213,13 +214,14 @@ def container_roots(
     roots: list[dict[str, str]] = []
     for name in pick_vos(config, vo):
         repo_name, repo = _repository(config, name, repository)
+        image = image_name(config, name)
         wanted: list[str | None] = [*(arches or config.platforms)]
         if not arches:
             wanted.append(None)  # the {arch} form, for a site serving both
         for arch in wanted:
             roots.append({
                 "vo": name, "arch": arch or "{arch}",
-                "container_root": container_root(repo_name, repo.prefix, name, image_name(config, name), tag, arch),
+                "container_root": container_root(repo_name, repo.prefix, name, image, tag, arch),
             })  # fmt: skip
     return roots
 

@@ -113,13 +113,7 @@ def _cache_root(config: ReleaseConfig) -> Path:
     return config.resolve_path(config.build.cache_dir)
 
 
-def _open(
-    config: ReleaseConfig,
-    location: str,
-    rev: str,
-    key: str,
-    seen: dict[str, str | None] | None = None,
-) -> git.Repo:
+def _open(config: ReleaseConfig, location: str, rev: str, key: str) -> git.Repo:
     """The repository holding `rev`: a local one as it is, a URL through the cached clone."""
     from release import gitinfo
 
@@ -137,10 +131,7 @@ def _open(
     try:
         if clone.exists():
             repo = gitmodule.Repo(clone)
-            found = _ref_object(repo, rev)
-            if seen is not None:
-                seen[rev] = found
-            if found is None and _has(repo, rev) is None:
+            if _ref_object(repo, rev) is None and _has(repo, rev) is None:
                 repo.git.fetch("--force", "origin", "+refs/heads/*:refs/heads/*",
                                "+refs/tags/*:refs/tags/*")  # fmt: skip
             return repo
@@ -213,18 +204,15 @@ def fetch_pilot(config: ReleaseConfig, source: PilotSource, key: str) -> Fetched
 def fetch_git_modules(config: ReleaseConfig, modules: GitModules, key: str) -> Fetched:
     """The VO's `*.py` modules at their tag."""
     ref = f"refs/tags/{modules.tag}"
-    seen: dict[str, str | None] = {}
-    repo = _open(config, modules.git, ref, key, seen)
-    # Read once: the cached clone's ref was just read to decide whether to fetch (a fetch
-    # updates it, so it is read again then).
-    tag_object = seen.get(ref) or _ref_object(repo, ref)
+    repo = _open(config, modules.git, ref, key)
+    tag_object = _ref_object(repo, ref)
     if tag_object is not None:
         cached = source_cache.load(_cache_root(config), tag_object, modules.path)
         if cached is not None:
             return Fetched(modules.git, modules.tag, cached.commit, cached.commit_time,
                            cached.files)  # fmt: skip
     commit = _peel(repo, tag_object) if tag_object is not None else None
-    commit = commit or _has(repo, f"refs/tags/{modules.tag}")
+    commit = commit or _has(repo, ref)
     if commit is None:
         raise BadInput(
             f"tag {modules.tag} is not in {modules.git}",
