@@ -20,7 +20,10 @@ short_description: Manage DIRAC server versions under /opt/dirac
 description:
   - C(install) copies C(<source>/<tag>/Linux-<arch>) into C(<root>/versions/<tag>/Linux-<arch>)
     (copy into a temporary folder, verify against the manifest, then rename). An installed
-    version that verifies is left alone.
+    version that verifies is left alone. Files the manifests of the new version and of pro give
+    the same content (and the same mode, owner and mtime) are hard-linked from pro instead of
+    copied; when the result does not verify (a file of pro edited in place), everything is
+    copied from the source.
   - C(verify) checks an installed version file by file against its manifest.
   - C(activate) points C(<root>/pro) at a version (new link then rename(2), like C(mv -T)) and
     records the version it replaces in C(<root>/previous).
@@ -128,6 +131,95 @@ def _py_hashes(tree):
         for e in files
         if isinstance(e, dict) and str(e.get("path", "")).endswith(".py") and "sha256" in e
     }
+
+
+def _file_sums(tree):
+    """path -> sha256 of every file in a tree's manifest ({} when unreadable)."""
+    try:
+        with open(os.path.join(tree, MANIFEST), encoding="utf-8") as handle:
+            files = json.load(handle)["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {e["path"]: e["sha256"] for e in files if isinstance(e, dict) and "sha256" in e}
+
+
+def _same_file(old, new):
+    """Whether a hard link to old gives what a copy of new would: type, mode, size, mtime, and
+    the owner (root copies it; anyone else owns what they copy)."""
+    return (
+        stat.S_ISREG(old.st_mode)
+        and old.st_mode == new.st_mode
+        and old.st_size == new.st_size
+        and int(old.st_mtime) == int(new.st_mtime)
+        and (os.geteuid() != 0 or (old.st_uid, old.st_gid) == (new.st_uid, new.st_gid))
+    )
+
+
+def _own(path, st):
+    """The owner of st on path, as cp -a gives it: only root can."""
+    if os.geteuid() == 0:
+        os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
+
+
+def copy_linking(src, dest, reuse):
+    """Copy the tree src to dest, hard-linking from reuse each file both manifests give the same
+    content and whose metadata is what the copy would have. Returns how many were linked.
+
+    A new version shares most of its files with the one it replaces; copying them again writes
+    ~200 MB per host on every upgrade, the largest part of an install. Installed versions are
+    never written to, so they may share those files, as `rsync --link-dest` backups and Nix's
+    store optimisation do. The caller verifies the result against the manifest, which reads
+    every linked file: one edited in place under pro is found there, and the caller copies
+    everything from the source instead. Symbolic links are made again; what cannot be linked
+    (another file system, too many links) is copied.
+    """
+    new_sums, old_sums = _file_sums(src), _file_sums(reuse)
+    linked = 0
+    folders = []
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel_dir = os.path.relpath(dirpath, src)
+        out = dest if rel_dir == "." else os.path.join(dest, rel_dir)
+        os.mkdir(out)
+        folders.append((dirpath, out))
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        dirnames[:] = [d for d in dirnames if d not in links]
+        for name in filenames + links:
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            source, target = os.path.join(dirpath, name), os.path.join(out, name)
+            st = os.lstat(source)
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(source), target)
+                _own(target, st)
+                continue
+            digest = new_sums.get(rel)
+            if digest is not None and old_sums.get(rel) == digest:
+                old = os.path.join(reuse, rel)
+                try:
+                    if _same_file(os.lstat(old), st):
+                        os.link(old, target)
+                        linked += 1
+                        continue
+                except OSError:
+                    pass  # copied below
+            shutil.copyfile(source, target)
+            _own(target, st)  # before the mode: chown clears set-user-ID bits
+            shutil.copystat(source, target)
+    for source, target in reversed(folders):  # deepest first: a folder's mtime is its last write
+        _own(target, os.lstat(source))
+        shutil.copystat(source, target)
+    return linked
+
+
+def _copy_all(module, src, dest, tmp, versions, version):
+    """cp -a src dest, or fail naming what could not be copied."""
+    proc = subprocess.run(["cp", "-a", "--", src, dest], capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    if proc.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        module.fail_json(
+            msg=f"cannot install {version} into {versions} (copying from {src}): "
+            + proc.stderr.strip()[-2000:]
+        )
 
 
 def _cache_of(pycache, tree):
@@ -363,19 +455,21 @@ def main():
             # The install area is what cannot be written (read-only, full, not ours): name
             # it, not the source, which is only read.
             _fail_destination(module, versions, version, exc)
-        proc = subprocess.run(
-            ["cp", "-a", "--", src, os.path.join(tmp, platform)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            module.fail_json(
-                msg=f"cannot install {version} into {versions} (copying from {src}): "
-                + proc.stderr.strip()[-2000:]
-            )
-        problems = verify_tree(os.path.join(tmp, platform))
+        pro = _version_of(root, _link_target(os.path.join(root, "pro")))
+        reuse = os.path.join(versions, pro, platform) if pro and pro != version else None
+        linked, problems = 0, ["not copied yet"]
+        if reuse and os.path.isdir(reuse):
+            try:
+                linked = copy_linking(src, os.path.join(tmp, platform), reuse)
+                problems = verify_tree(os.path.join(tmp, platform))
+            except OSError:
+                pass  # the plain copy below says what is wrong, if anything is
+            if problems:  # e.g. a file of pro edited in place: copy everything from the source
+                linked = 0
+                shutil.rmtree(os.path.join(tmp, platform), ignore_errors=True)
+        if problems:
+            _copy_all(module, src, os.path.join(tmp, platform), tmp, versions, version)
+            problems = verify_tree(os.path.join(tmp, platform))
         if problems:
             shutil.rmtree(tmp, ignore_errors=True)
             module.fail_json(
@@ -396,11 +490,10 @@ def main():
         now = time.time()
         os.utime(dest_version, (now, now))
         seeded = 0
-        pro = _version_of(root, _link_target(os.path.join(root, "pro")))
         if p["pycache"] and pro and pro != version:
             seeded = seed_pycache(p["pycache"], os.path.join(versions, pro, platform), tree)
         module.exit_json(changed=True, path=tree, verified=True, repaired=damaged[:SHOW],
-                         bytecode_reused=seeded)  # fmt: skip
+                         bytecode_reused=seeded, files_linked=linked)  # fmt: skip
 
     if action == "activate":
         tree = os.path.join(versions, version, platform)
