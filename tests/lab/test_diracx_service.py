@@ -156,12 +156,14 @@ def test_bundle_serves_diracx_with_state_outside(demo_build: BuildReport, tmp_pa
 
 
 def _children(pid: int) -> dict[int, str]:
-    """The direct children of pid with their command lines."""
+    """The direct children of pid with their names (comm) and command lines."""
     found = {}
     for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
         with suppress(OSError):
             argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-            found[int(child)] = b" ".join(a for a in argv if a).decode(errors="replace")
+            name = Path(f"/proc/{child}/comm").read_text().strip()
+            command = b" ".join(a for a in argv if a).decode(errors="replace")
+            found[int(child)] = f"{name}: {command}"
     return found
 
 
@@ -236,9 +238,12 @@ def test_task_workers_finish_jobs_and_stop_together(
                       120, tasks_log)  # fmt: skip
 
         children = _children(tasks.pid)
-        assert sum(" worker " in cmd for cmd in children.values()) == 3, children
+        # Forked from the one process that imported DiracX, each named for ps.
+        names = sorted(cmd.split(":")[0] for cmd in children.values() if cmd.startswith("dx"))
+        assert names == ["dxscheduler", "dxworker-large", "dxworker-medium",
+                         "dxworker-small"], children  # fmt: skip
         assert any("redis-server" in cmd for cmd in children.values()), children
-        scheduler = next(pid for pid, cmd in children.items() if cmd.endswith(" scheduler"))
+        scheduler = next(pid for pid, cmd in children.items() if cmd.startswith("dxscheduler:"))
         os.kill(scheduler, signal.SIGKILL)
         tasks.wait(timeout=STOP_TIMEOUT + 10)
         assert tasks.returncode == 1

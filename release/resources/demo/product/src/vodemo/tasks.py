@@ -7,6 +7,12 @@ stopped and this process exits non-zero, so the supervisor restarts them togethe
 nothing on disk: the periodic tasks find their work in the databases, so a restart loses
 nothing that matters.
 
+The scheduler and the workers are forked from this process once it has imported DiracX's task
+system (as ``gunicorn --preload`` does): four interpreters each importing it took about 2 s of
+CPU apiece on every restart, which on a small host delays the DiracX server starting beside
+them. Each child is named (``/proc/<pid>/comm``: ``dxscheduler``, ``dxworker-small``...) for
+ps and for admins, since its command line is this process's.
+
 With ``DIRACX_TASKS_DUMMY_JOB_EXECUTOR_ENABLED=true`` (the demo's setting) DiracX's own dummy
 executor walks submitted jobs Received -> Waiting -> Matched -> Running -> Done: jobs reach a
 final state without pilots or computing elements.
@@ -15,6 +21,9 @@ final state without pilots or computing elements.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import functools
 import os
 import shutil
 import signal
@@ -22,6 +31,8 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from vodemo.server import (
@@ -39,25 +50,7 @@ REDIS_START_TIMEOUT = 30
 STOP_TIMEOUT = 10
 POLL_S = 0.5
 
-# The diracx-tasks console script, run with this bundle's packages (as bin/ scripts do).
-_TASKS = (
-    "import site, sys; p = sys.argv[1]; sys.path.insert(0, p); site.addsitedir(p); "
-    "sys.argv = ['diracx-tasks'] + sys.argv[2:]; "
-    "from diracx.tasks.task_run import main; main()"
-)
-# Its scheduler, looking for due periodic tasks every CHECK seconds (see run_scheduler); the
-# command line ends with "scheduler", as diracx-tasks' own does, for ps and for admins.
-_SCHEDULER = (
-    "import site, sys; p = sys.argv[1]; sys.path.insert(0, p); site.addsitedir(p); "
-    "from vodemo.tasks import run_scheduler; run_scheduler(float(sys.argv[2]))"
-)
 DEFAULT_CHECK_S = 1.0
-# A worker, with DiracX's dummy executor made safe against its start-up race (see
-# run_worker); the command line ends with the worker's own arguments, for ps and for admins.
-_WORKER = (
-    "import site, sys; p = sys.argv[1]; sys.path.insert(0, p); site.addsitedir(p); "
-    "from vodemo.tasks import run_worker; run_worker(sys.argv[2:])"
-)
 # How often the executor looks again while the monitor's move to Waiting is not visible yet,
 # and how many times (bounded: then the monitor's next round decides).
 EXECUTOR_DELAY_S = 1.0
@@ -172,7 +165,9 @@ def start_redis(state: Path, port: int) -> subprocess.Popen[bytes]:
             "(Debian: apt-get install redis-server) or give --redis-url"
         )
     if not _port_free("127.0.0.1", port):
-        raise SystemExit(f"vodemo-diracx-tasks: the Redis port 127.0.0.1:{port} is in use (--redis-port)")
+        raise SystemExit(
+            f"vodemo-diracx-tasks: the Redis port 127.0.0.1:{port} is in use (--redis-port)"
+        )
     folder = state / "redis"
     folder.mkdir(mode=0o700, exist_ok=True)
     # preexec_fn is safe here: no thread has been started in this process.
@@ -193,14 +188,88 @@ def start_redis(state: Path, port: int) -> subprocess.Popen[bytes]:
     raise SystemExit(f"vodemo-diracx-tasks: Redis did not answer within {REDIS_START_TIMEOUT} s")
 
 
-def _start(args: list[str], env: dict[str, str], code: str = _TASKS) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-c", code, _site_dir(), *args], env=env,
-        stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,  # noqa: PLW1509
-    )  # fmt: skip
+def preload() -> None:
+    """Import what the scheduler and the workers run, once, before they are forked."""
+    from diracx.tasks import task_run  # noqa: F401
+    from diracx.tasks.plumbing import broker, scheduler, worker  # noqa: F401
+    from diracx.tasks.plumbing.factory import load_task_registry
+
+    load_task_registry()  # the task modules of every installed DiracX extension
 
 
-def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
+class Forked:
+    """A forked child seen through the part of Popen's interface the supervision loop uses."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            with contextlib.suppress(ChildProcessError):
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0)
+            time.sleep(0.05)
+        return code
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, signum: int) -> None:
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+
+Child = subprocess.Popen[bytes] | Forked
+
+
+def _set_name(name: str) -> None:
+    """/proc/self/comm (15 bytes), which ps and top show for the process."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+
+
+def fork(name: str, run: Callable[[], object]) -> Forked:
+    """run() in a forked child named `name` that dies with this process; exits with its code."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return Forked(pid)
+    code = 1
+    try:  # the child: never returns into the parent's code
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        _die_with_parent()
+        _set_name(name)
+        run()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, int | None):
+            print(exc.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _stop(children: dict[str, Child]) -> None:
     for proc in children.values():
         if proc.poll() is None:
             proc.terminate()
@@ -240,19 +309,27 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
 
-    children: dict[str, subprocess.Popen[bytes]] = {}
+    children: dict[str, Child] = {}
     redis_url = args.redis_url
     if not redis_url:
         children["redis"] = start_redis(state, args.redis_port)
         redis_url = f"redis://127.0.0.1:{args.redis_port}"
-    env = _child_env({**settings, "DIRACX_TASKS_REDIS_URL": redis_url})
     if not 0.1 <= args.scheduler_check <= 600:
         raise SystemExit("vodemo-diracx-tasks: --scheduler-check must be 0.1 to 600 seconds")
-    children["scheduler"] = _start([str(args.scheduler_check), "scheduler"], env, _SCHEDULER)
+    # The children's settings (databases, Redis) are this process's environment, set before
+    # DiracX is imported so nothing reads them earlier.
+    os.environ.update(_child_env({**settings, "DIRACX_TASKS_REDIS_URL": redis_url}))
+    try:
+        preload()
+    except BaseException:
+        _stop(children)
+        raise
+    children["scheduler"] = fork("dxscheduler", lambda: run_scheduler(args.scheduler_check))
     for size in SIZES:
-        children[f"{size} worker"] = _start(
-            ["worker", "--worker-size", size, "--max-concurrent-tasks", str(args.max_concurrent_tasks)],
-            env, _WORKER,
+        worker = ["worker", "--worker-size", size,
+                  "--max-concurrent-tasks", str(args.max_concurrent_tasks)]  # fmt: skip
+        children[f"{size} worker"] = fork(
+            f"dxworker-{size}", functools.partial(run_worker, worker)
         )
     _say(f"task system up: Redis {redis_url.split('@')[-1]}, scheduler, workers {', '.join(SIZES)}")
     ended = ""
