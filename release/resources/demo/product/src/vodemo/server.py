@@ -8,7 +8,8 @@ the DiracX server itself and its signals reach it directly.
 
 Sandboxes need S3. A moto S3 server (in memory) is started as a child of this process and
 dies with it (PR_SET_PDEATHSIG), so one runit service supervises both: a restart of the
-service restarts S3 and DiracX together and DiracX re-creates its bucket on start. Two
+service restarts S3 and DiracX together and DiracX re-creates its bucket on start. S3 starts
+while DiracX imports (``vodemo.app`` waits for it only then), not before. Two
 separate runit services would let an S3 restart wipe the bucket under a running DiracX.
 Sandboxes do not survive a restart; point ``--s3-endpoint`` at a real S3 to keep them.
 
@@ -47,6 +48,7 @@ USER_NAME = "demo"
 BUCKET = "sandboxes"
 STEP_TIMEOUT = 120  # seconds, for each preparation step
 S3_START_TIMEOUT = 60
+S3_WAIT = "VODEMO_S3_WAIT"  # "<pid> <url>" of the S3 child DiracX waits for (vodemo.app)
 PREPARE_LOCK_TIMEOUT = 600  # another service's first preparation (several steps)
 
 # Children run with this bundle's site-packages exactly as the bin/ entry points do
@@ -278,11 +280,11 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def start_s3(host: str, port: int) -> subprocess.Popen[bytes]:
-    """Start moto's S3 server as a child and wait (bounded) until it answers."""
+    """Start moto's S3 server as a child; `wait_for_s3` says when it answers."""
     if not _port_free(host, port):
         raise SystemExit(f"vodemo-diracx: the S3 port {host}:{port} is in use (--s3-port)")
     # preexec_fn is safe here: no thread has been started in this process.
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         python_module("moto.server", "-H", host, "-p", str(port)),
         env=_child_env(),
         cwd="/",
@@ -291,18 +293,30 @@ def start_s3(host: str, port: int) -> subprocess.Popen[bytes]:
         stderr=subprocess.DEVNULL,
         preexec_fn=_die_with_parent,  # noqa: PLW1509
     )
+
+
+def wait_for_s3(pid: int, url: str) -> None:
+    """Wait (bounded) until the S3 server child `pid` answers at `url`; exit if it ended.
+
+    It runs in the DiracX process after the exec (the child stays ours): DiracX creates its
+    bucket when it starts, so the wait comes after DiracX's long import, not before it.
+    """
     deadline = time.monotonic() + S3_START_TIMEOUT
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"vodemo-diracx: the S3 server exited ({proc.returncode})")
+        with contextlib.suppress(ChildProcessError):
+            ended, status = os.waitpid(pid, os.WNOHANG)
+            if ended:
+                code = os.waitstatus_to_exitcode(status)
+                raise SystemExit(f"vodemo-diracx: the S3 server exited ({code})")
         try:
-            with _OPENER.open(f"http://{host}:{port}/", timeout=2):
-                return proc
+            with _OPENER.open(f"{url}/", timeout=2):
+                return
         except urllib.error.HTTPError:
-            return proc  # it answers
+            return  # it answers
         except OSError:
-            time.sleep(0.2)
-    proc.kill()
+            time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
     raise SystemExit(f"vodemo-diracx: the S3 server did not answer within {S3_START_TIMEOUT} s")
 
 
@@ -335,8 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     public = (args.public_url or f"http://{args.host}:{args.port}").rstrip("/")
     s3_endpoint = args.s3_endpoint
     if not s3_endpoint:
-        start_s3(args.host, args.s3_port)
+        s3 = start_s3(args.host, args.s3_port)
         s3_endpoint = f"http://{args.host}:{args.s3_port}"
+        settings[S3_WAIT] = f"{s3.pid} {s3_endpoint}"  # vodemo.app waits for it
     settings.update(
         {
             "DIRACX_SERVICE_AUTH_TOKEN_ISSUER": public,
@@ -356,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     _say(f"state {state}; DiracX on {public}; S3 on {s3_endpoint}")
     command = python_module(
-        "uvicorn", "--factory", "diracx.testing.routers:create_app",
+        "uvicorn", "--factory", "vodemo.app:create_app",
         "--host", args.host, "--port", str(args.port), "--no-access-log",
     )  # fmt: skip
     # The working folder stays where the supervisor started us (the version's tree): it is how
