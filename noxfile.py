@@ -37,11 +37,16 @@ def lint(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks: each prints its figures and ratios against a baseline measured in the same run."""
     session.install("-e", ".", "pip")
-    scripts = session.posargs or sorted(
-        str(path) for path in __import__("pathlib").Path("bench").glob("*.py")
+    # Scripts given after `--` run alone; any other word (e.g. --busy) goes to every script.
+    named = [arg for arg in session.posargs if arg.endswith(".py")]
+    flags = [arg for arg in session.posargs if not arg.endswith(".py")]
+    scripts = named or sorted(
+        str(path)
+        for path in __import__("pathlib").Path("bench").glob("*.py")
+        if path.name != "benchlib.py"
     )
     for script in scripts:
-        session.run("python", script)
+        session.run("python", script, *flags)
 
 
 @nox.session

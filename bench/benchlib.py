@@ -6,11 +6,15 @@ as a ratio against a baseline measured in the same run.
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import statistics
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -45,8 +49,13 @@ def median_of(runs: int, once: Callable[[int], float]) -> tuple[float, list[floa
     return statistics.median(samples), samples
 
 
-def print_table(title: str, rows: Sequence[Sequence[str]]) -> None:
-    header = ("measure", "median s", "runs (s)", "ratio", "target", "ok")
+SPREAD_HEADER = ("measure", "min / median / max s", "runs (s)", "ratio", "target", "ok")
+
+
+def print_table(
+    title: str, rows: Sequence[Sequence[str]], header: Sequence[str] | None = None
+) -> None:
+    header = header or ("measure", "median s", "runs (s)", "ratio", "target", "ok")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     print(f"\n{title}")
     for row in [header, *rows]:
@@ -55,3 +64,66 @@ def print_table(title: str, rows: Sequence[Sequence[str]]) -> None:
 
 def fmt_runs(samples: Sequence[float]) -> str:
     return " ".join(f"{s:.2f}" for s in samples)
+
+
+def fmt_spread(samples: Sequence[float], digits: int = 2) -> str:
+    """min / median / max, the figures a reader compares across runs."""
+    return " / ".join(
+        f"{v:.{digits}f}" for v in (min(samples), statistics.median(samples), max(samples))
+    )
+
+
+def add_busy_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--busy", action="store_true",
+                        help="run one CPU-bound process beside the measurements (a busy runner)")  # fmt: skip
+
+
+@contextmanager
+def busy(enabled: bool) -> Iterator[None]:
+    """One CPU-bound process beside the measurements, ended by its PID when they are done.
+
+    A release runner is rarely idle: with --busy the condition is reproducible rather than
+    whatever else the machine happens to run.
+    """
+    if not enabled:
+        yield
+        return
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)  # fmt: skip
+    try:
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def alternate(runs: int, *measures: Callable[[int], float]) -> list[list[float]]:
+    """Each measure `runs` times, in alternating order (forward, then backward), so that
+    neither side is always the one that runs after the other's write-back or cache warm-up."""
+    samples: list[list[float]] = [[] for _ in measures]
+    for run in range(runs):
+        order = list(enumerate(measures))
+        for index, measure in order if run % 2 == 0 else reversed(order):
+            samples[index].append(measure(run))
+    return samples
+
+
+def holds(ratios: Sequence[float], target: float) -> bool:
+    """A target holds for the median and for 4 runs in 5 (at least 80 % of the runs)."""
+    enough = math.ceil(0.8 * len(ratios))
+    return statistics.median(ratios) <= target and sum(r <= target for r in ratios) >= enough
+
+
+def ratio_row(label: str, ours: Sequence[float], base: Sequence[float], target: float,
+              unit: str = "x baseline") -> tuple[str, str, str, str, str, str]:  # fmt: skip
+    """A row comparing run i of ours with run i of the baseline: median ratio, per-run ratios,
+    the target, whether it holds (median and 4 in 5)."""
+    ratios = [o / b for o, b in zip(ours, base, strict=True)]
+    return (
+        label,
+        fmt_spread(ours),
+        fmt_runs(ours),
+        f"{statistics.median(ratios):.3f} {unit} (runs {fmt_runs(ratios)})",
+        f"<= {target}",
+        "yes" if holds(ratios, target) else "NO",
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import clean_env, fmt_runs, median_of, print_table, timed
+from benchlib import busy, clean_env, fmt_runs, median_of, print_table, timed
 
 RUNS = 15
 
@@ -59,4 +59,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with busy("--busy" in sys.argv[1:]):  # one CPU-bound process beside it
+        sys.exit(main())

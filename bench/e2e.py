@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import clean_env, fmt_runs, print_table
+from benchlib import add_busy_flag, busy, clean_env, fmt_runs, print_table
 
 from release.lab import ROOTFS_CACHE, lab_hosts_problem, prepare_rootfs
 
@@ -64,6 +64,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1, help="cold/warm pairs (default 1)")
     parser.add_argument("--keep-rootfs", action="store_true",
                         help="never build the lab rootfs inside a figure (no Debian mirror needed)")  # fmt: skip
+    add_busy_flag(parser)
     args = parser.parse_args()
     problem = lab_hosts_problem()
     if problem:
@@ -141,4 +142,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with busy("--busy" in sys.argv[1:]):  # one CPU-bound process beside it
+        sys.exit(main())

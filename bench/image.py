@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchlib import fmt_runs, print_table
+from benchlib import add_busy_flag, busy, fmt_runs, print_table
 
 from release.config import load_config
 
@@ -111,6 +111,7 @@ def baseline(trees: dict[str, Path], scratch: Path, level: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs of each (default 3)")
+    add_busy_flag(parser)
     args = parser.parse_args()
     from release.image.publish import publish_images
 
@@ -165,4 +166,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with busy("--busy" in sys.argv[1:]):  # one CPU-bound process beside it
+        raise SystemExit(main())

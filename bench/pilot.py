@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchlib import fmt_runs, print_table
+from benchlib import busy, fmt_runs, print_table
 
 from release.config import load_config
 from release.pilot.build import build_pilots
@@ -175,4 +175,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with busy("--busy" in sys.argv[1:]):  # one CPU-bound process beside it
+        raise SystemExit(main())

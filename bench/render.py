@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib import clean_env, fmt_runs, median_of, print_table, timed
+from benchlib import busy, clean_env, fmt_runs, median_of, print_table, timed
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "release.toml"
@@ -108,4 +108,5 @@ def _warm_in_process(out: Path) -> list[float]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with busy("--busy" in sys.argv[1:]):  # one CPU-bound process beside it
+        sys.exit(main())
