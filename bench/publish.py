@@ -113,7 +113,7 @@ def derive_scaled(dist: Path, tag: str, factor: int) -> int:
                         handle.write(f"\n# {tag} copy {n}\n".encode())
         scan = mf.scan_tree(tree, None, skip=frozenset({".dirac-release/manifest.json"}))
         manifest.update(tag=tag, version=tag[1:], files=scan.files)
-        manifest["totals"]["bytes"] = scan.total_bytes
+        manifest["totals"].update(files=len(scan.files), bytes=scan.total_bytes)
         size += scan.total_bytes
         mf.manifest_path(tree).write_text(mf.dump(manifest))
         sums[f"{tree.name}/.dirac-release/manifest.json"] = hashlib.sha256(
@@ -121,6 +121,16 @@ def derive_scaled(dist: Path, tag: str, factor: int) -> int:
         ).hexdigest()
     (dist / tag / "SHA256SUMS").write_text("".join(f"{d}  {n}\n" for n, d in sorted(sums.items())))
     return size
+
+
+def without_pilots(config: Path) -> None:
+    """The demo's configuration without its pilot files: the versions derived here have no
+    tag to build them from, and the figures are about the release trees (as the baseline)."""
+    import tomlkit
+
+    document = tomlkit.parse(config.read_text(encoding="utf-8"))
+    document.pop("pilots", None)
+    config.write_text(tomlkit.dumps(document), encoding="utf-8")
 
 
 def size_of(dist: Path, tag: str) -> int:
@@ -155,6 +165,7 @@ def measure(args: argparse.Namespace) -> int:
         files, changed, size_b = derive_b(dist, args.changed)
         size_a = size_of(dist, TAG_A)
         config = demo_dir / "release.toml"
+        without_pilots(config)
         cli = [sys.executable, "-m", "release", "--config", str(config), "--json"]
 
         def fresh_stratum() -> None:

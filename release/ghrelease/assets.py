@@ -85,6 +85,9 @@ def sbom(product: str, tag: str, manifests: dict[str, dict[str, Any]]) -> dict[s
 
 def check_sbom(document: dict[str, Any], where: str) -> None:
     """Refuse an SBOM that CycloneDX's schema for SBOM_SPEC rejects, naming the first fault."""
+    from release.jsonschema_loader import load_jsonschema
+
+    load_jsonschema()  # before cyclonedx imports it (the IRI grammar loads when first used)
     from cyclonedx.schema import SchemaVersion
     from cyclonedx.validation.json import JsonStrictValidator
 

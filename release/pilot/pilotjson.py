@@ -103,8 +103,9 @@ def encode(document: dict[str, Any]) -> bytes:
 @functools.cache
 def _validator() -> Any:
     """Built once per process: a build checks every VO's file, and publish checks them again."""
-    import jsonschema
+    from release.jsonschema_loader import load_jsonschema
 
+    jsonschema = load_jsonschema()
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(_inlined(schema, schema.get("$defs", {})))

@@ -481,7 +481,7 @@ def test_secret_detection_spares_names_switches_and_references() -> None:
 def test_the_deferred_iri_grammar_still_checks_iris() -> None:
     """jsonschema imported by the render stays a full jsonschema: IRIs are still checked."""
     code = (
-        "import sys; from release.render.k8s.schemas import load_jsonschema; "
+        "import sys; from release.jsonschema_loader import load_jsonschema; "
         "js = load_jsonschema(); "
         "assert 'lark' not in sys.modules; "  # the grammar was not built at import
         "fc = js.Draft7Validator.FORMAT_CHECKER; "
@@ -626,3 +626,39 @@ def test_the_pipeline_does_not_render_another_products_tag_into_a_diracx_environ
     assert (
         stage.verify(right) == "the rendered k3s manifests differ from release.toml and the values"
     )
+
+
+def test_pilot_json_checks_do_not_build_the_iri_grammar() -> None:
+    """pilot.json is validated in build and in publish: jsonschema comes through the loader
+    there too (a republish took 1.8 s, 1.6 of them building a grammar no check used)."""
+    code = (
+        "import sys; from release.pilot import pilotjson; "
+        "pilotjson._validator(); "
+        "print('lark' in sys.modules, 'jsonschema' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "True"]
+
+
+def test_jsonschema_is_imported_only_through_the_loader() -> None:
+    """A direct `import jsonschema` anywhere in the package would build the grammar again;
+    only imports for type checking (under `if TYPE_CHECKING:`) are allowed."""
+    package = Path(__file__).resolve().parents[2] / "release"
+    direct = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "jsonschema_loader.py":
+            continue
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines):
+            if not line.strip().startswith(("import jsonschema", "from jsonschema")):
+                continue
+            indent = len(line) - len(line.lstrip())
+            enclosing = next(
+                (earlier.strip() for earlier in reversed(lines[:number])
+                 if earlier.strip() and len(earlier) - len(earlier.lstrip()) < indent),
+                "",
+            )  # fmt: skip
+            if enclosing != "if TYPE_CHECKING:":
+                direct.append(f"{path.relative_to(package.parent)}:{number + 1}")
+    assert direct == [], direct

@@ -15,7 +15,8 @@ from typing import Any
 
 from release.config.k3s import RFC1123_FIX, RFC1123_LABEL, RFC1123_SUBDOMAIN
 from release.errors import BadInput
-from release.render.k8s.schemas import CRD_SCHEMAS, check_crd_object, load_jsonschema
+from release.jsonschema_loader import load_jsonschema
+from release.render.k8s.schemas import CRD_SCHEMAS, check_crd_object
 
 #: Kinds whose names are DNS labels (they become host names or path segments), not subdomains.
 _LABEL_KINDS = frozenset({"Namespace", "Service"})

@@ -4,63 +4,23 @@ The schemas live in k8s/schemas/ (HelmChart and HelmChartConfig written from the
 documented fields; the diracx values dirac-release sets or relies on). A failure becomes a
 BadInput naming the object or file, the key path and what to change.
 
-jsonschema is imported here, through `load_jsonschema`, and only when a render needs it.
+jsonschema is imported here, through `release.jsonschema_loader`, and only when a render needs it.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
-import sys
-import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from release.content import content_dir
 from release.errors import BadInput
+from release.jsonschema_loader import load_jsonschema
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
-
-
-def load_jsonschema() -> types.ModuleType:
-    """jsonschema, without paying at import for the IRI grammar nobody here checks.
-
-    jsonschema registers its format checkers when imported, and the `iri` one imports
-    rfc3987_syntax (installed with cyclonedx's json-validation extra), which builds a Lark
-    grammar: about one second, more than a whole render of both environments. Our schemas and
-    kubernetes-validate assert no format, so that module is put behind a stand-in that loads
-    the real one the first time an IRI is actually checked (by anyone in this process): the
-    checks stay the same, only their cost moves to where it is used.
-    """
-    if "jsonschema" not in sys.modules and "rfc3987_syntax" not in sys.modules:
-        try:
-            found = importlib.util.find_spec("rfc3987_syntax") is not None
-        except (ImportError, ValueError):
-            found = False
-        if found:
-            sys.modules["rfc3987_syntax"] = _deferred_rfc3987_syntax()
-    import jsonschema
-
-    module: types.ModuleType = jsonschema
-    return module
-
-
-def _deferred_rfc3987_syntax() -> types.ModuleType:
-    stand_in = types.ModuleType("rfc3987_syntax", "loads the real rfc3987_syntax when first used")
-
-    def is_valid_syntax(rule: str, text: str) -> bool:
-        if sys.modules.get("rfc3987_syntax") is stand_in:
-            del sys.modules["rfc3987_syntax"]
-        import rfc3987_syntax
-
-        result: bool = rfc3987_syntax.is_valid_syntax(rule, text)
-        return result
-
-    stand_in.is_valid_syntax = is_valid_syntax  # type: ignore[attr-defined]
-    return stand_in
 
 
 @functools.cache
