@@ -18,8 +18,10 @@ from contextlib import contextmanager
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without dirac-release, pip or uv settings that skew a run."""
-    drop = ("DIRAC_RELEASE_", "PIP_", "UV_")
+    """This process's environment without dirac-release, pip or uv settings that skew a run,
+    nor PYTHONDONTWRITEBYTECODE (some machines set it: every command would then compile the
+    package's sources at each start, which no user's machine does)."""
+    drop = ("DIRAC_RELEASE_", "PIP_", "UV_", "PYTHONDONTWRITEBYTECODE")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(
         {
