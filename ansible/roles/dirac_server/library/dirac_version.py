@@ -119,20 +119,6 @@ def verify_tree(tree):
     return problems
 
 
-def _py_hashes(tree):
-    """path -> sha256 of the .py files in a tree's manifest ({} when unreadable)."""
-    try:
-        with open(os.path.join(tree, MANIFEST), encoding="utf-8") as handle:
-            files = json.load(handle)["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
-    return {
-        e["path"]: e["sha256"]
-        for e in files
-        if isinstance(e, dict) and str(e.get("path", "")).endswith(".py") and "sha256" in e
-    }
-
-
 def _file_sums(tree):
     """path -> sha256 of every file in a tree's manifest ({} when unreadable)."""
     try:
@@ -140,7 +126,16 @@ def _file_sums(tree):
             files = json.load(handle)["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return {}
-    return {e["path"]: e["sha256"] for e in files if isinstance(e, dict) and "sha256" in e}
+    return {
+        str(e["path"]): e["sha256"]
+        for e in files
+        if isinstance(e, dict) and "path" in e and "sha256" in e
+    }
+
+
+def _py_hashes(tree):
+    """path -> sha256 of the .py files in a tree's manifest ({} when unreadable)."""
+    return {path: digest for path, digest in _file_sums(tree).items() if path.endswith(".py")}
 
 
 def _same_file(old, new):
