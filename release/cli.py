@@ -310,10 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--until",
-        choices=["version", "base", "build", "publish", "deploy", "certify", "promote"],
+        choices=["version", "base", "build", "publish", "image", "deploy", "certify", "promote"],
         default=None,
-        help="stop after this stage (default: promote for vodemo, publish for DIRAC; deploy "
-        "and later need root for lab hosts)",
+        help="stop after this stage (default: promote for vodemo, publish for DIRAC; image "
+        "and later need root: the Debian bases of the VO image, lab hosts)",
     )
     demo.add_argument(
         "--tag",

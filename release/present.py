@@ -470,6 +470,8 @@ def release_status(data: dict[str, Any], as_json: bool) -> None:
         rows = []
         for release in info["releases"]:
             for stage in STAGES:
+                if stage not in release["stages"]:
+                    continue  # not a stage of this product (no VO images)
                 entry = release["stages"][stage]
                 rows.append([release["tag"] if stage == STAGES[0] else "", stage,
                              "—" if entry is None else ("ok" if entry["ok"] else "FAILED"),

@@ -48,7 +48,8 @@ def collect(config: ReleaseConfig, product: str, tag: str) -> dict[str, Any]:
         "certifications": ledger.records("certify"),
         "promotion": ledger.latest("promote"),
         "pilots": _pilots(build, ledger.latest("publish")),
-        "images": _images(ledger.records("image build"), ledger.records("image publish")),
+        "images": _images(ledger.records("image build"), ledger.records("image publish"),
+                          ledger.records("certify")),
         "artefacts": {name: str(path) for name, path in artefacts.items() if path.exists()},
     }
 
@@ -69,9 +70,11 @@ def _pilots(build: dict[str, Any] | None, publish: dict[str, Any] | None) -> lis
 
 
 def _images(
-    builds: list[dict[str, Any]], publications: list[dict[str, Any]]
+    builds: list[dict[str, Any]], publications: list[dict[str, Any]],
+    certifications: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Per VO and architecture: the manifest digest last built, and the one published, where."""
+    """Per VO and architecture: the manifest digest last built, the one published, where, and
+    the environments whose latest certification ran that published image and passed it."""  # fmt: skip
     built: dict[tuple[str, str], str] = {}
     for record in builds:
         for image in record.get("images", []):
@@ -81,11 +84,20 @@ def _images(
         for arch, digest in (record.get("digests") or {}).items():
             where = (record.get("container_root") or {}).get(arch)
             published[(record["vo"], arch)] = (digest, where)
+    latest: dict[str, dict[str, Any]] = {}
+    for record in certifications or []:
+        latest[str(record.get("environment"))] = record
     rows = []
     for key in sorted(set(built) | set(published)):
         digest, where = published.get(key, (None, None))
+        certified = sorted(
+            env for env, record in latest.items()
+            if record.get("passed") and digest is not None
+            and ((record.get("images") or {}).get(key[0]) or {}).get(key[1]) == digest
+        )  # fmt: skip
         rows.append({"vo": key[0], "arch": key[1], "built": built.get(key),
-                     "published": digest, "container_root": where})  # fmt: skip
+                     "published": digest, "container_root": where,
+                     "certified": certified})  # fmt: skip
     return rows
 
 
@@ -155,11 +167,12 @@ def markdown(data: dict[str, Any]) -> str:
             "",
             "### container images (OCI manifest digests)",
             "",
-            "| VO | arch | built | published | ContainerRoot |",
-            "|---|---|---|---|---|",
+            "| VO | arch | built | published | certified on | ContainerRoot |",
+            "|---|---|---|---|---|---|",
         ]
         lines += [
             f"| {i['vo']} | {i['arch']} | {str(i['built'])[:19]} | {str(i['published'])[:19]} "
+            f"| {', '.join(i.get('certified') or []) or 'not certified'} "
             f"| {i['container_root'] or 'not published'} |"
             for i in data["images"]
         ]  # fmt: skip
@@ -255,13 +268,14 @@ def html_page(data: dict[str, Any]) -> str:
             f"<tr><td>{_e(i['vo'])}</td><td>{_e(i['arch'])}</td>"
             f"<td><code>{_e(str(i['built'])[:19])}</code></td>"
             f"<td><code>{_e(str(i['published'])[:19])}</code></td>"
+            f"<td>{_e(', '.join(i.get('certified') or []) or 'not certified')}</td>"
             f"<td><code>{_e(i['container_root'] or 'not published')}</code></td></tr>"
             for i in data["images"]
         )
         parts.append("<h2>Container images</h2><p class=muted>OCI manifest digest of each "
                      "VO's image per architecture, and the ContainerRoot a site sets</p><table>"
                      "<tr><th>VO</th><th>arch</th><th>built</th><th>published</th>"
-                     f"<th>ContainerRoot</th></tr>{rows}</table>")  # fmt: skip
+                     f"<th>certified on</th><th>ContainerRoot</th></tr>{rows}</table>")  # fmt: skip
     if data["deployments"]:
         rows = "".join(
             f"<tr><td>{_e(d.get('environment'))}</td><td>{_e(h['host'])}</td><td>{_e(h.get('previous'))}</td>"

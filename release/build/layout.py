@@ -166,7 +166,14 @@ elif [ -n "${{ZSH_VERSION:-}}" ]; then
 else
   _dr_self="${{DIRAC_RELEASE_PREFIX:-$0}}/diracosrc"
 fi
-DIRAC_RELEASE_PREFIX="$(cd "$(dirname "$_dr_self")" && pwd -P)"
+# Shell built-ins only (no dirname): a container started under qemu-user without
+# binfmt_misc can source this file but cannot start another program.
+case "$_dr_self" in
+  */*) _dr_dir="${{_dr_self%/*}}" ;;
+  *) _dr_dir=. ;;
+esac
+DIRAC_RELEASE_PREFIX="$(cd "${{_dr_dir:-/}}" && pwd -P)"
+unset _dr_dir
 """
 
 # The base is sourced first, from the first place that holds it; DIRAC_RELEASE_BASE, when

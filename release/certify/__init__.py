@@ -1,8 +1,10 @@
 """The certify stage: smoke checks of a deployed version, recorded as evidence in the ledger.
 
-Three kinds of targets: the CVMFS repository (every platform of the version verifies against
+Four kinds of targets: the CVMFS repository (every platform of the version verifies against
 its manifest; certification never moves `pro`), the environment's hosts (asked over Ansible
-what their services run), and DiracX (per host, or one URL such as an ingress). The record
+what their services run), DiracX (per host, or one URL such as an ingress), and the product's
+VO images as published (release/image/certification.py: verified, then run with the release
+from the bound /cvmfs). The record
 holds every check with its evidence and the digests of the bundles it certified, which is what
 `promote` compares before it lets a version reach production.
 """
@@ -303,6 +305,17 @@ def certify_release(
     groups: list[Callable[[], list[Check]]] = [cvmfs]
     if url is None:
         groups.append(hosts)
+    from release.image.certification import image_check_groups
+
+    images: dict[str, dict[str, str]] = {}
+    for group in image_check_groups(config, env_name, tag, images):
+
+        def image_group(group: Callable[[], list[Check]] = group) -> list[Check]:
+            found = group()
+            note(found[0].name if found else "image", found)
+            return found
+
+        groups.append(image_group)
     if template is None:
         groups.append(lambda: [skipped("diracx", "DiracX", env_name,
                                        "no DiracX URL: set certify.url or pass --url")])  # fmt: skip
@@ -338,6 +351,8 @@ def certify_release(
         "environment": env_name,
         "url": url,
         "manifest_sha256": digests,
+        # The VO images (manifest digest per architecture) whose every check passed.
+        **({"images": images} if images else {}),
         "checks": [c.as_dict() for c in checks],
         "counts": counts,
         "passed": counts[FAILED] == 0

@@ -46,6 +46,10 @@ class CertifySettings(_Frozen):
     legacy_key_env: str = "DIRAC_RELEASE_LEGACY_KEY"
     # Whether DiracX task workers run (then submitted jobs must reach a final state).
     workers: bool = Field(default=False, strict=True)
+    # Whether the product's VO images (release.toml [images]) are verified and run here; an
+    # image is certified with its release, so a release certified with images = false leaves
+    # its images uncertified (the record says so).
+    images: bool = Field(default=True, strict=True)
     health_timeout: float = Field(default=60.0, gt=0, le=900, strict=True)
     job_timeout: float = Field(default=300.0, gt=0, le=3600, strict=True)
 

@@ -105,6 +105,28 @@ class ImageSettings(_Frozen):
     env: dict[str, str] = Field(default_factory=dict)
     #: Extra labels (OCI annotations, reverse-domain keys); the build adds its own.
     labels: dict[str, str] = Field(default_factory=dict)
+    #: What certification runs inside the image once the release's `diracosrc` (from the
+    #: bound /cvmfs) is sourced: a command of the release (default: the product's first
+    #: smoke command, else python importing its first smoke import).
+    command: str | None = None
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: str | None) -> str | None:
+        import shlex
+
+        if value is None:
+            return value
+        try:
+            words = shlex.split(value)
+        except ValueError as exc:
+            raise names.BadValue(
+                f"command {names.shown(value)} cannot be split into words ({exc})",
+                'close its quotes, e.g. command = "dirac-version"',
+            ) from None
+        if not words:
+            raise names.BadValue("command is empty", 'give one, e.g. command = "dirac-version"')
+        return value
 
     @field_validator("name")
     @classmethod

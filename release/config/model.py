@@ -197,6 +197,10 @@ class ReleaseConfig(_Frozen):
         """The VOs of [pilots] whose pilot files install this product's releases."""
         return [vo for vo, p in self.pilots.items() if self.product(p.product)[0] == product]
 
+    def product_images(self, product: str) -> list[str]:
+        """The VOs of [images] whose image is built and certified for this product's releases."""
+        return [vo for vo, i in self.images.items() if self.product(i.product)[0] == product]
+
     def environment_pilot(self, env_name: str) -> str | None:
         """The VO whose pilot files an environment runs: named, or its product's only VO."""
         from release.errors import BadInput

@@ -7,6 +7,7 @@ Its product repository, configuration and secrets are `release.demo.fixture`.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,8 +26,8 @@ from release.demo.fixture import (
 )
 from release.errors import BadInput, CheckFailed
 
-STAGES = ("version", "build", "publish", "deploy", "certify", "promote")
-LAB_STAGES = STAGES[3:]
+STAGES = ("version", "build", "publish", "image", "deploy", "certify", "promote")
+LAB_STAGES = STAGES[4:]
 
 
 def _lab_stages(
@@ -36,7 +37,6 @@ def _lab_stages(
     their disks stay in <workdir>/lab for the next run."""
     import json
     import os
-    import subprocess
 
     from release.lab import ROOTFS_CACHE, ROOTFS_NAME, lab_hosts, prepare_rootfs, rootfs_complete
 
@@ -63,7 +63,7 @@ def _lab_stages(
             demo_config_text(
                 hosts={"certification": {n: addresses[n] for n in CERTIFICATION_HOSTS},
                        "production": {n: addresses[n] for n in PRODUCTION_HOSTS}},
-                ssh_key=net.ssh_key,
+                ssh_key=net.ssh_key, images=True,
             ),
             encoding="utf-8",
         )  # fmt: skip
@@ -131,7 +131,7 @@ def run_demo(
     workdir = workdir.absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "release.toml"
-    config_path.write_text(demo_config_text(), encoding="utf-8")
+    config_path.write_text(demo_config_text(images=True), encoding="utf-8")
     stages: list[dict[str, Any]] = []
 
     started = time.monotonic()
@@ -148,26 +148,30 @@ def run_demo(
         }
     )
     result: dict[str, Any] = {"workdir": str(workdir), "tag": info.as_dict(), "stages": stages}
+    problem, last = None, "version"
     if until != "version":
         config = load_config(config_path)
         init_repository(config, None)
         ctx = Context(config, "vodemo", info.version, live=not as_json, note=_say(as_json))
-        run = run_pipeline(ctx, first="build", last="build" if until == "build" else "publish")
+        last = until if until in ("build", "publish") else "publish"
+        if until not in ("build", "publish"):
+            problem = _images_ready(as_json)
+            last = "publish" if problem else "image"
+        run = run_pipeline(ctx, first="build", last=last)
         stages += _rows(run.as_dict())
         result["pipeline"] = run.as_dict()
         if run.error is not None:
             _show(result, as_json)
             run.error.result_printed = as_json  # type: ignore[attr-defined]
             raise run.error
-    problem = None
-    if until in LAB_STAGES:
-        problem = _lab_ready(as_json)
+    if until in ("image", *LAB_STAGES):
+        problem = problem or (_lab_ready(as_json) if until in LAB_STAGES else None)
         if problem:
-            asked = list(LAB_STAGES[: LAB_STAGES.index(until) + 1])
+            asked = list(STAGES[STAGES.index(last) + 1 : STAGES.index(until) + 1])
             for stage in asked:
                 stages.append({"stage": stage, "result": f"NOT RUN: {problem}", "seconds": 0.0})
             result["not_run"] = {"stages": asked, "why": problem}
-        else:
+        elif until in LAB_STAGES:
             result.update(_lab_stages(workdir, until, as_json, stages, tag))
     _show(result, as_json)
     if problem:
@@ -175,7 +179,7 @@ def run_demo(
         from release.errors import InfrastructureError
 
         error = InfrastructureError(
-            f"the demo stopped after publish: {', '.join(result['not_run']['stages'])} "
+            f"the demo stopped after {last}: {', '.join(result['not_run']['stages'])} "
             f"did not run: {problem}",
             fix="run it as root on a Debian-like machine (it installs the missing packages "
             "itself), or ask for less: dirac-release demo --until publish",
@@ -256,6 +260,35 @@ def _show(result: dict[str, Any], as_json: bool) -> None:
         print(f"  {what:<14} {where}", file=sys.stderr)
 
 
+def _images_ready(as_json: bool) -> str | None:
+    """None when the VO image can be built and checked here; makes the Debian bases it
+    starts from once (root: debootstrap, both architectures), as the lab makes its rootfs."""
+    import os
+
+    from release.base.debian import cached_path, make_debian_base
+    from release.errors import ReleaseError
+    from release.image.check import runner_problem
+
+    for arch in ("x86_64", "aarch64"):
+        problem = runner_problem(arch)
+        if problem:
+            return f"the {arch} image cannot be run here: {problem}"
+    for arch in ("x86_64", "aarch64"):
+        path = cached_path(arch)
+        if (path / ".dirac-release-base").is_file():
+            continue
+        if os.geteuid() != 0:
+            return f"the Debian {arch} base for the VO image is not made yet ({path}; debootstrap needs root)"
+        _say(as_json)(f"image: making the Debian bookworm {arch} base once, in {path} "
+                      "(debootstrap" + (", arm64 unpacked without emulation" if arch == "aarch64"
+                                        else "") + "; a few minutes) ...")  # fmt: skip
+        try:
+            make_debian_base(path, arch=arch)
+        except (ReleaseError, OSError, subprocess.SubprocessError) as exc:
+            return f"making the Debian {arch} base failed: {exc}"
+    return None
+
+
 def _lab_ready(as_json: bool) -> str | None:
     """None when lab hosts can run; installs their missing Debian packages when it can."""
     import os
@@ -292,6 +325,7 @@ def _outputs(workdir: Path) -> dict[str, str]:
         "work folder": workdir,
         "configuration": workdir / "release.toml",
         "bundles": workdir / "dist",
+        "VO images": workdir / "dist" / "images",
         "stratum": workdir / "stratum" / REPOSITORY,
         "DIRAC stratum": workdir / "stratum" / dirac.REPOSITORY,
         "base record": workdir / "bases",

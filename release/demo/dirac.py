@@ -31,7 +31,7 @@ INDEX_DATE = "2024-10-18T00:00:00Z"
 BASE_NAME, BASE_VERSION = "bookworm", "12"
 REPOSITORY = "dirac.demo"
 STAGES = ("base", "build", "publish")
-NOT_HERE = ("deploy", "certify", "promote")
+NOT_HERE = ("image", "deploy", "certify", "promote")
 
 CONFIG = """\
 # The DIRAC demo's configuration, written by `dirac-release demo --product DIRAC`.

@@ -53,12 +53,15 @@ def demo_config_text(
     ssh_key: Path | None = None,
     platforms: Sequence[str] | None = None,
     source: str | None = None,
+    images: bool = False,
 ) -> str:
     """The demo's release.toml, with its comments, edited as a TOML document (never as text).
 
     `hosts`: environment -> host name -> address (running lab hosts), `ssh_key` the key that
     reaches them; `platforms` keeps only those platforms; `source` is the product's git
-    repository (default: `product-repo` beside the file).
+    repository (default: `product-repo` beside the file). `images` keeps the VO's container
+    image (it needs the Debian bases, made as root): the demo has it, tests of other stages
+    leave it out.
     """
     import tomlkit
 
@@ -71,6 +74,8 @@ def demo_config_text(
         # The demo's Pilot stand-in lives in the product repository too (the VO's module is
         # read from it at the release's tag: `modules = { release = ... }`).
         document["pilots"]["vodemo"]["pilot"]["git"] = source
+    if not images:
+        del document["images"]
     if platforms is not None:
         unknown = set(platforms) - set(document["platforms"])
         if unknown:

@@ -48,7 +48,10 @@ _ENTER = (
 _SOURCE = (
     '. "$1" >&2 || exit 97; export -p; echo "' + MARK + '"; '
     'p=$(command -v "$2") || exit 98; echo "$p"; '
-    'first=; IFS= read -r first < "$p" || true; printf "%s\\n" "$first"'
+    'first=; IFS= read -r first < "$p" || true; printf "%s\\n" "$first"; '
+    # `#!/usr/bin/env NAME`: env would start NAME itself, which under qemu-user without
+    # binfmt_misc the kernel cannot; so NAME is looked up here, on the PATH the file set.
+    'case "$first" in "#!"*/env\\ *) set -- $first; command -v "$2" || true;; esac'
 )
 
 
@@ -170,7 +173,15 @@ def _source_and_run(runner: TreeRunner, source: str, command: str) -> CheckStep:
     argv = shlex.split(command)
     if not argv:
         raise BadInput("the command to run is empty", fix="give e.g. --command 'dirac-info'")
-    first = runner.run(["/bin/sh", "-c", _SOURCE, "sh", source, argv[0]])
+    # bash, as a site sources a release (`bash -c 'source .../diracosrc && ...'`): a file
+    # sourced by a POSIX sh cannot know its own path. Else sh, told the folder as
+    # dirac-release's diracosrc documents (DIRAC_RELEASE_PREFIX).
+    if (runner.tree / "usr/bin/bash").is_file() or (runner.tree / "bin/bash").is_file():
+        shell = ["/bin/bash", "-c", _SOURCE, "bash"]
+    else:
+        folder = source.rpartition("/")[0] or "/"
+        shell = ["/bin/sh", "-c", f"DIRAC_RELEASE_PREFIX={shlex.quote(folder)}; {_SOURCE}", "sh"]
+    first = runner.run([*shell, source, argv[0]])
     if first.returncode != 0 or MARK not in first.stdout:
         said = {97: f"sourcing {source} failed", 98: f"{argv[0]} is not on the PATH it set"}
         why = said.get(first.returncode, f"exit {first.returncode}")
@@ -180,17 +191,21 @@ def _source_and_run(runner: TreeRunner, source: str, command: str) -> CheckStep:
     env = _parse_exports(exports)
     where, _, line = rest.partition("\n")
     line = line.rstrip("\n")
+    line, _, found = line.partition("\n")
     program = [where]
     if line.startswith("#!"):  # what the kernel would do; done here for qemu-user
         interpreter = line[2:].strip().split(None, 1)
+        if found.strip() and interpreter and Path(interpreter[0]).name == "env":
+            interpreter = [found.strip()]  # env's own lookup, done on the sourced PATH
         program = [*interpreter, where] if interpreter else program
     done = runner.run([*program, *argv[1:]], env=env)
     output = (done.stdout.strip() or done.stderr.strip()).splitlines()
     if done.returncode != 0:
         tail = "\n".join((done.stderr.strip() or done.stdout.strip()).splitlines()[-8:])
         return CheckStep(f"run {command}", False, f"exit {done.returncode}: {tail}")
+    shown = " ".join(" ".join(output).split())  # a JSON document shown on one line
     return CheckStep(f"run {command}", True, f"after sourcing {source}: "
-                     + (output[0][:120] if output else "(no output)"))  # fmt: skip
+                     + (shown[:200] if shown else "(no output)"))  # fmt: skip
 
 
 def check_tree(

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from release.pipeline.contract import Stage
 
-STAGE_NAMES: tuple[str, ...] = ("build", "publish", "render", "deploy", "certify", "promote")
+STAGE_NAMES: tuple[str, ...] = (
+    "build", "publish", "image", "render", "deploy", "certify", "promote",
+)  # fmt: skip
 
 
 def all_stages() -> list[Stage]:
@@ -20,6 +22,7 @@ def all_stages() -> list[Stage]:
     from release.build.stage import BuildStage
     from release.certify.stage import CertifyStage
     from release.deploy.stage import DeployStage
+    from release.image.stage import ImageStage
     from release.promote.stage import PromoteStage
     from release.publish.stage import PublishStage
     from release.render.stage import RenderStage
@@ -27,6 +30,7 @@ def all_stages() -> list[Stage]:
     return [
         BuildStage(),
         PublishStage(),
+        ImageStage(),
         RenderStage(),
         DeployStage(),
         CertifyStage(),

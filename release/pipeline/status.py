@@ -29,6 +29,9 @@ def _evidence(stage: str, record: dict[str, Any]) -> str:
     if stage == "publish":
         return (f"{record.get('status')}: tag {record.get('tag')} revision "
                 f"{record.get('revision')} in {record.get('repository')}")  # fmt: skip
+    if stage == "image":
+        return (f"{record.get('vo')} {record.get('status')}: tag {record.get('tag')} revision "
+                f"{record.get('revision')} in {record.get('repository')}")  # fmt: skip
     if stage == "deploy":
         hosts = ", ".join(f"{h['host']} {h.get('running')}" for h in record.get("hosts", []))
         return f"{record.get('environment')}: {hosts}"
@@ -47,7 +50,9 @@ def release_status(config: ReleaseConfig, product: str, tag: str) -> dict[str, A
     ledger = config.ledger(product, tag)
     stages: dict[str, Any] = {}
     for stage in STAGES:
-        record = ledger.latest(stage)
+        if stage == "image" and not config.product_images(product):
+            continue  # a product without VO images has no such stage to show
+        record = ledger.latest("image publish" if stage == "image" else stage)
         if stage == "deploy":  # deployments are recorded per environment, not per release
             record = next(
                 (r for r in reversed(config.ledger(product, "environments").records("deploy"))

@@ -98,7 +98,7 @@ def test_a_kill_at_every_stage_boundary_is_resumed_without_redoing_finished_stag
     statuses = {s["stage"]: s["status"] for s in finished["stages"]}
     assert finished["verdict"] == "complete"
     # Only promote, killed inside, was left to do; everything before it verifies.
-    assert statuses == {"build": "verified", "publish": "verified", "render": "verified",
+    assert statuses == {"build": "verified", "publish": "verified", "image": "verified", "render": "verified",
                         "deploy": "verified", "certify": "verified", "promote": "done"}  # fmt: skip
     assert again_code == 0, again_err[-3000:]
     rerun = json.loads(again)

@@ -79,7 +79,7 @@ def test_each_stage_job_runs_the_pipeline_with_its_resume() -> None:
             )
             if found:
                 windows[name] = (found.group(1), found.group(2))
-    assert windows == {"build": ("build", "build"), "publish": ("publish", "publish"),
+    assert windows == {"build": ("build", "build"), "publish": ("publish", "image"),
                        "deploy": ("render", "deploy"), "certify": ("certify", "certify"),
                        "promote": ("promote", "promote")}  # fmt: skip
     covered = [stage for first, last in windows.values()
