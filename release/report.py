@@ -48,8 +48,11 @@ def collect(config: ReleaseConfig, product: str, tag: str) -> dict[str, Any]:
         "certifications": ledger.records("certify"),
         "promotion": ledger.latest("promote"),
         "pilots": _pilots(build, ledger.latest("publish")),
-        "images": _images(ledger.records("image build"), ledger.records("image publish"),
-                          ledger.records("certify")),
+        "images": _images(
+            ledger.records("image build"),
+            ledger.records("image publish"),
+            ledger.records("certify"),
+        ),
         "artefacts": {name: str(path) for name, path in artefacts.items() if path.exists()},
     }
 
@@ -70,7 +73,8 @@ def _pilots(build: dict[str, Any] | None, publish: dict[str, Any] | None) -> lis
 
 
 def _images(
-    builds: list[dict[str, Any]], publications: list[dict[str, Any]],
+    builds: list[dict[str, Any]],
+    publications: list[dict[str, Any]],
     certifications: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Per VO and architecture: the manifest digest last built, the one published, where, and
