@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     render = add(
         "render",
         cmd_render,
-        "write an environment's Ansible inventory and variables (and k3s manifests) for a version",
+        "write an environment's Ansible inventory and variables (and k3s manifests, and its VO "
+        "images' ContainerRoot) for a version",
     )
     render.add_argument(
         "--env", required=True, help="environment of release.toml, e.g. certification"

@@ -311,6 +311,12 @@ def rendered(result: dict[str, Any], env: str, as_json: bool) -> None:
                 print(
                     "  no schema for (name checked only): " + ", ".join(objects["without_schema"])
                 )
+    roots = result.get("container_roots")
+    if roots:
+        print(f"ContainerRoot of the SingularityComputingElement, for {roots['platform']} nodes "
+              f"(every architecture and the {{arch}} form in {roots['file']}):")  # fmt: skip
+        for vo, root in roots["container_root"].items():
+            print(f"  {vo}: {root}")
     changes = result.get("diff")
     if changes is not None:
         _render_diff(changes)

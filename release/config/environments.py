@@ -16,7 +16,7 @@ from release.config.k3s import K3sSettings
 RESERVED_VARS = frozenset({
     "dirac_product", "dirac_version", "dirac_repository", "dirac_prefix", "dirac_arch",
     "dirac_batch", "dirac_max_fail_percentage", "dirac_keep_versions", "dirac_services",
-    "dirac_runtime",
+    "dirac_runtime", "dirac_container_roots",
     "ansible_user", "ansible_python_interpreter", "ansible_ssh_private_key_file",
 })  # fmt: skip
 #: An Ansible variable name (what Jinja can reach as a plain name).

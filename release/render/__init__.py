@@ -1,5 +1,7 @@
-"""Render an environment: the Ansible inventory and variables, pinned to one version, and for
-an environment that runs DiracX on k3s, its manifests (release/render/k8s/).
+"""Render an environment: the Ansible inventory and variables, pinned to one version, for
+an environment that runs DiracX on k3s its manifests (release/render/k8s/), and when the
+environment's product has VO images, their ContainerRoot for the site
+(release/render/containers.py).
 
 The shipped inventory (ansible/inventories/<env>/) gives the defaults; release.toml's
 environment gives the hosts and their settings; the version is written in, so a rendered
@@ -20,6 +22,13 @@ from release.version import parse_version_arg
 
 
 def environment_vars(config: ReleaseConfig, env_name: str, tag: str) -> dict[str, Any]:
+    """The variables render derives from release.toml for `env_name` pinned to `tag`.
+
+    With `tag` "previous" (a rollback, each host to its own previous version) there is no
+    one release, so no ContainerRoot either: `dirac_container_roots` is only there for a
+    version, and only when the environment's product has images.
+    """
+    from release.render.containers import CONTAINER_ROOTS_VAR, container_roots_for
     from release.targets import for_environment
 
     env = config.environment(env_name)
@@ -51,6 +60,9 @@ def environment_vars(config: ReleaseConfig, env_name: str, tag: str) -> dict[str
     }
     if services:
         values["dirac_services"] = services
+    roots = container_roots_for(config, env_name, tag) if tag != "previous" else {}
+    if roots:
+        values[CONTAINER_ROOTS_VAR] = roots
     if env.ssh_key:
         values["ansible_ssh_private_key_file"] = str(config.resolve_path(env.ssh_key))
     values.update(env.vars)
@@ -102,7 +114,8 @@ def render_environment(
     full: bool = False,
     diff: bool = False,
 ) -> dict[str, Any]:
-    """Write <out>/<env>/<tag>/: the inventory, and for a k3s environment k8s/ too.
+    """Write <out>/<env>/<tag>/: the inventory, for a k3s environment k8s/ too, and when the
+    environment's product has VO images, site/container-roots.cfg.
 
     Everything is rendered and validated in memory first; a refusal (BadInput, exit 2) leaves
     the folder as it was. The files are then written into a staging folder beside the target
@@ -111,6 +124,8 @@ def render_environment(
     what changed against the previous render of the environment. Returns what was written.
     """
     import yaml
+
+    from release.render.containers import CONTAINER_ROOTS_VAR, SITE_FILE, site_config
 
     tag = version if version == "previous" else parse_version_arg(version).tag
     env = config.environment(env_name)
@@ -129,7 +144,8 @@ def render_environment(
             f"render --full validates k3s manifests, and {env_name} runs DiracX as runit services",
             fix="render without --full",
         )
-    values = {**_shipped_vars(env_name), **environment_vars(config, env_name, tag)}
+    derived = environment_vars(config, env_name, tag)
+    values = {**_shipped_vars(env_name), **derived}
     if tag == "previous":
         del values["dirac_version"]  # each host goes back to its own previous version
     hosts = {name: {"ansible_host": address or name} for name, address in env.hosts.items()}
@@ -148,6 +164,9 @@ def render_environment(
     }
     if k8s is not None:
         files.update({f"k8s/{name}": text for name, text in k8s.files.items()})
+    roots: dict[str, dict[str, str]] = derived.get(CONTAINER_ROOTS_VAR) or {}
+    if roots:
+        files[SITE_FILE] = site_config(env_name, tag, env.platform, roots)
     changes = None
     if diff:
         from release.render.diff import diff_renders, previous_render, read_render
@@ -171,6 +190,15 @@ def render_environment(
     }
     if k8s is not None:
         result["k8s"] = {"folder": str(target / "k8s"), **k8s.summary()}
+    if roots:
+        # What a site sets: the file to copy from, and per VO the value for the environment's
+        # architecture beside every architecture's (and the {arch} form, under "any").
+        result["container_roots"] = {
+            "file": str(target / SITE_FILE),
+            "platform": env.platform,
+            "container_root": {vo: per_arch[env.platform] for vo, per_arch in roots.items()},
+            "per_arch": roots,
+        }
     if changes is not None:
         result["diff"] = changes
     return result

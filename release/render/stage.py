@@ -1,12 +1,13 @@
 """The render stage behind the pipeline's contract: its verify compares the rendered inventory
-(and a k3s environment's manifests) with what release.toml and the values say now, so an
-edited configuration is rendered again.
+(a k3s environment's manifests, and the VO images' ContainerRoots) with what release.toml and
+the values say now, so an edited configuration is rendered again.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from release.pipeline.contract import Context, StageResult, done
 
@@ -47,6 +48,8 @@ class RenderStage:
     def verify(self, ctx: Context) -> str | None:
         import yaml
 
+        from release.errors import BadInput
+
         if _runs_other_product(ctx) is not None:
             return f"{ctx.env} runs another product"
 
@@ -62,11 +65,17 @@ class RenderStage:
         env = ctx.config.environment(ctx.env)
         if sorted(listed.get("hosts") or {}) != sorted(env.hosts):
             return f"the rendered hosts are not those of {ctx.env} in release.toml"
-        wanted = environment_vars(ctx.config, ctx.env, ctx.tag)
+        try:
+            wanted = environment_vars(ctx.config, ctx.env, ctx.tag)
+        except BadInput as exc:  # e.g. an [images] table whose product cannot be told
+            return f"the variables would not render now: {exc.message}"
         if (values or {}).get("dirac_version") != ctx.tag or any(
             (values or {}).get(k) != v for k, v in wanted.items() if isinstance(v, str | int | bool)
         ):
             return "the rendered variables differ from release.toml"
+        roots = _container_roots_differ(ctx, values or {}, wanted, base.parent)
+        if roots is not None:
+            return roots
         if env.runtime == "k3s":
             return _k8s_differs(ctx, base.parent / "k8s")
         return None
@@ -76,6 +85,34 @@ def _runs_other_product(ctx: Context) -> str | None:
     """The product the environment runs when it is not the one being released, else None."""
     named = ctx.config.environment(ctx.env).product
     return named if named is not None and named != ctx.product else None
+
+
+def _container_roots_differ(
+    ctx: Context, values: dict[str, Any], wanted: dict[str, Any], folder: Path
+) -> str | None:
+    """Why the rendered ContainerRoots (the group variable and site/container-roots.cfg) are
+    not what rendering now would write, or None when they are.
+
+    They follow [images] of release.toml, which the other variables do not see: an image
+    table added, removed or renamed, or another repository, changes them alone.
+    """
+    from release.render.containers import CONTAINER_ROOTS_VAR, SITE_FILE, site_config
+
+    roots = wanted.get(CONTAINER_ROOTS_VAR)
+    if values.get(CONTAINER_ROOTS_VAR) != roots:
+        return "the rendered container roots differ from the [images] of release.toml"
+    path = folder / SITE_FILE
+    env = ctx.config.environment(ctx.env)
+    text = site_config(ctx.env, ctx.tag, env.platform, roots) if roots else None
+    try:
+        written: str | None = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        written = None
+    except OSError:
+        return f"{SITE_FILE} cannot be read"
+    if written != text:
+        return f"the rendered {SITE_FILE} differs from the [images] of release.toml"
+    return None
 
 
 def _k8s_differs(ctx: Context, folder: Path) -> str | None:

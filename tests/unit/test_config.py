@@ -271,6 +271,8 @@ def test_the_reserved_vars_are_exactly_what_render_sets(tmp_path: Path) -> None:
     from release.render import environment_vars
 
     text = ENVIRONMENTS.replace("batch = 1", 'batch = 1\nssh_key = "k"\nvars = { site = "cc" }')
+    # An image of the product, so that the ContainerRoots are among what render sets.
+    text += '\n[images.dteam]\nbase = { debian = "bookworm" }\n'
     config = load_config(write(tmp_path, text), environ={})
     derived = set(environment_vars(config, "certification", "v1.0.0")) - {"site"}
     assert derived == RESERVED_VARS
