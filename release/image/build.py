@@ -26,6 +26,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,22 +227,80 @@ def _check_packages(settings: ImageSettings, tree: Path | None, arch: str, key: 
             f"the {arch} base lacks the package(s) {', '.join(missing)} that {key}.packages "
             "asks for",
             where=str(tree),
-            fix="this version installs no package (the build stays offline and reproducible): "
-            "use a base that has them (debootstrap --include=...), or leave them out",
+            fix="check the package names (Debian bookworm's), or leave them out",
         )
 
 
-def debian_tree(arch: str) -> Path:
+def debian_tree(arch: str, packages: tuple[str, ...] = ()) -> Path:
+    """The Debian base an image that must hold `packages` starts from: this machine's base
+    when it has them all (or is not made yet), else the base made with the others too,
+    named by that set of packages (`bookworm-<arch>-dirac+<digest>`) beside it."""
     from release.base.debian import cached_path
 
-    return cached_path(arch)
+    standard = cached_path(arch)
+    extra = missing_packages(standard, packages)
+    if not extra:
+        return standard
+    digest = hashlib.sha256(",".join(extra).encode("utf-8")).hexdigest()[:12]
+    return standard.with_name(f"{standard.name}+{digest}")
+
+
+def missing_packages(standard: Path, packages: tuple[str, ...]) -> list[str]:
+    """The packages a made Debian base lacks, sorted (none when it is not made)."""
+    installed = dpkg_installed(standard) if packages else None
+    if installed is None:
+        return []
+    return sorted(p for p in packages if p not in installed)
+
+
+def _base_with_packages(
+    settings: ImageSettings, arch: str, key: str, where: str, say: Callable[[str], None]
+) -> Path:
+    """The Debian base for the image: this machine's, or one made once with the packages
+    it lacks (debootstrap --include: root and the Debian mirror; arm64 without emulation).
+
+    The packages are unpacked as debootstrap's first stage does (no maintainer script runs),
+    and recorded in the base's dpkg status; the image build on that base is then offline and
+    reproducible like any other.
+    """
+    from release.base.debian import DONE_MARK, PACKAGES, cached_path, make_debian_base
+    from release.errors import ReleaseError
+
+    tree = debian_tree(arch, settings.packages)
+    if tree == cached_path(arch) or (tree / DONE_MARK).is_file():
+        return tree
+    extra = missing_packages(cached_path(arch), settings.packages)
+    if os.geteuid() != 0:
+        raise BadInput(
+            f"the {arch} base lacks the package(s) {', '.join(extra)} that {key}.packages asks "
+            "for, and making a base with them needs root (debootstrap)",
+            where=where,
+            fix=f"run the image build once as root: it makes {tree} (with the Debian mirror) "
+            "and every later build uses it offline; or leave those packages out",
+        )
+    say(f"making the Debian base with {', '.join(extra)} once, in {tree} (debootstrap) ...")
+    try:
+        return make_debian_base(tree, arch=arch, packages=(*PACKAGES, *extra))
+    except ReleaseError as exc:
+        raise type(exc)(
+            f"making the {arch} base with {', '.join(extra)} for {key}.packages failed: "
+            f"{exc.message}",
+            where=where,
+            fix=exc.fix
+            or "check that the packages exist in Debian bookworm for this "
+            "architecture, and that the Debian mirror is reachable",
+        ) from None
 
 
 def prepare_sources(
-    config: ReleaseConfig, vo: str, arches: list[str] | None
+    config: ReleaseConfig,
+    vo: str,
+    arches: list[str] | None,
+    say: Callable[[str, str], None] | None = None,
 ) -> tuple[list[Source], list[str]]:
-    """Check every architecture's base for the VO; nothing is written. Returns the sources
-    and the architectures used."""
+    """Check every architecture's base for the VO; nothing is written but, when the VO's
+    packages are not all in this machine's Debian base, a base made with them once (a cache,
+    like the base itself). Returns the sources and the architectures used."""  # fmt: skip
     from release.config.images import DebianImageBase
     from release.image.archive import read_archive
 
@@ -269,7 +328,12 @@ def prepare_sources(
     try:
         for arch in wanted:
             if isinstance(settings.base, DebianImageBase):
-                tree = debian_tree(arch)
+
+                def note(text: str, arch: str = arch) -> None:
+                    if say is not None:
+                        say(f"{vo} {arch}", text)
+
+                tree = _base_with_packages(settings, arch, key, where, note)
                 if (
                     not (tree / "etc/os-release").exists()
                     and not (tree / "usr/lib/os-release").exists()
@@ -585,7 +649,9 @@ def build_images(
     try:
         for name in vos:
             product, _ = config.product(config.images[name].product)
-            sources, _arches = prepare_sources(config, name, arches)
+            sources, _arches = prepare_sources(
+                config, name, arches, progress.step if progress is not None else None
+            )
             plans += [(name, product, source) for source in sources]
         workers = max(1, min(config.build.jobs, len(plans)))
         with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -5,11 +5,14 @@ Layout (under the repository's prefix; `<image>` is the VO's name, `<tag>` the r
     containers/<vo>/<image>:<tag>/.cvmfscatalog       one nested catalog per image
     containers/<vo>/<image>:<tag>/<arch>/             the unpacked tree SingularityCE runs
     containers/<vo>/<image>:<tag>/oci/<arch>/         the OCI layout it was unpacked from
-    containers/<vo>/.multiarch/<arch>/<image>:<tag>   -> ../../<image>:<tag>/<arch>
+    containers/<vo>/.multiarch/<oci arch>/<image>:<tag>   -> ../../<image>:<tag>/<arch>
+    containers/<vo>/.multiarch/<arch>/<image>:<tag>       -> ../../<image>:<tag>/<arch>
 
-The `.multiarch/<arch>/` view is the one DIRAC#8454 asks for: a site's ContainerRoot names
-`{arch}` once and each worker node finds its own architecture's tree. Its links are
-relative, so they hold on every client mount point. The OCI layouts travel as `extras` of
+The `.multiarch/<oci arch>/` view (amd64, arm64) is the one DIRAC#8454 describes and
+unpacked.cern.ch serves: DIRAC maps the node's `uname -m` to the OCI name and finds its own
+architecture's tree. The same links under `uname -m`'s names (x86_64, aarch64) serve a
+ContainerRoot in which `{arch}` is replaced by the node's `uname -m`. Its links are relative,
+so they hold on every client mount point. The OCI layouts travel as `extras` of
 the same transaction, so an image's tree and layout appear together or not at all. ':' is
 accepted in CVMFS paths and by both backends (the entry names come from a validated VO and
 release tag, neither of which may hold '/').
@@ -29,6 +32,14 @@ if TYPE_CHECKING:
 CONTAINERS_FOLDER = "containers"
 MULTIARCH = ".multiarch"
 ARCHES = ("x86_64", "aarch64")
+#: The OCI name of each architecture (image-spec's GOARCH values), as `.multiarch/` uses them.
+OCI_NAMES = {"x86_64": "amd64", "aarch64": "arm64"}
+
+
+def view_names(arch: str) -> tuple[str, str]:
+    """The `.multiarch/` folders an architecture's tree is linked from: its OCI name
+    (DIRAC#8454, unpacked.cern.ch), then `uname -m`'s."""
+    return (OCI_NAMES[arch], arch)
 
 
 @dataclass(frozen=True)
@@ -53,8 +64,9 @@ def container_root(
     repository: str, prefix: str, vo: str, name: str, tag: str, arch: str | None
 ) -> str:
     """The ContainerRoot a site sets on its SingularityComputingElement: through the
-    `.multiarch` view, one architecture or (arch None) the `{arch}` form of DIRAC#8454."""
-    shown = arch or "{arch}"
+    `.multiarch` view, one architecture (its OCI name's folder, as DIRAC#8454 resolves it)
+    or (arch None) the `{arch}` form, for a DIRAC that puts the node's `uname -m` there."""
+    shown = OCI_NAMES[arch] if arch else "{arch}"
     entry = image_entry(name, tag)
     return f"/cvmfs/{repository}/{prefix}/{CONTAINERS_FOLDER}/{vo}/{MULTIARCH}/{shown}/{entry}"
 
@@ -159,8 +171,9 @@ def publish_images(
                 s.layout, dest, tag, name, arch
             )
         views = tuple(
-            (f"{layout.prefix}/{MULTIARCH}/{arch}", entry, f"../../{entry}/{arch}")
+            (f"{layout.prefix}/{MULTIARCH}/{name}", entry, f"../../{entry}/{arch}")
             for arch in sorted(staged)
+            for name in view_names(arch)
         )
         backend = make_backend(config, repo_name, repo)
         publication = publish(
@@ -248,7 +261,8 @@ def images_of(backend: Any, prefix: str, tags: list[str]) -> list[str]:
             if kind is None and name and tag in wanted:
                 paths.append(f"{folder}/{entry}")
         multiarch = f"{folder}/{MULTIARCH}"
-        for arch in ARCHES:  # entries() hides dot-folders: .multiarch is read by name
+        # entries() hides dot-folders: .multiarch is read by name, both names of each arch.
+        for arch in (*ARCHES, *OCI_NAMES.values()):
             for entry, link in sorted(backend.entries(f"{multiarch}/{arch}").items()):
                 _name, _sep, tag = entry.rpartition(":")
                 if link is not None and tag in wanted:

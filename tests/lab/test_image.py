@@ -151,3 +151,45 @@ def test_both_architectures_build_run_and_lay_out(
         assert "cvmfs/.dirac-release-keep" in {e["path"] for e in one.manifest["files"]}
     with capsys.disabled():  # the figures, for whoever runs it with -s
         print("\n" + "\n".join(said))
+
+
+def test_packages_the_base_lacks_are_installed_for_both_architectures(
+    debian_bases: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`packages` with one the base has not (jq): a base with it is made once per
+    architecture by debootstrap (the Debian mirror, arm64 without emulation), the image holds
+    it (dpkg status, the program for the right architecture) and it runs inside the image,
+    aarch64 under qemu-user. A second image of another release reuses that base."""
+    from cvmfs import elf
+    from release.image.build import debian_tree
+    from release.image.check import TreeRunner
+
+    config = tmp_path / "release.toml"
+    config.write_text(CONFIG.replace('"python3-m2crypto"]', '"python3-m2crypto", "jq"]'))
+    common = ("--config", str(config))
+    code, built, err = _cli(capsys, *common, "image", "build", "--version", "v9.0.0",
+                            "--out", str(tmp_path / "images"), "--json")  # fmt: skip
+    assert code == 0, err
+    for image in built["images"]:
+        arch, tree = image["arch"], Path(image["folder"])
+        made = debian_tree(arch, ("python3.11", "jq"))
+        assert made != debian_bases[arch] and made.name.startswith(f"bookworm-{arch}-dirac+")
+        assert "Package: jq\n" in (tree / "var/lib/dpkg/status").read_text()
+        with (tree / "usr/bin/jq").open("rb") as handle:
+            header = elf.read_header(handle.read(20))
+        assert header is not None and elf.matches(header, arch)
+        runner = TreeRunner(tree, arch, tmp_path / "images")
+        done = runner.run(["/usr/bin/jq", "-n", "[1, 2] | add"])
+        assert done.returncode == 0 and done.stdout.strip() == "3", done.stderr
+    marks = {arch: (debian_tree(arch, ("python3.11", "jq")) / ".dirac-release-base").stat()
+             for arch in debian_bases}  # fmt: skip
+    started = time.monotonic()
+    code, again, err = _cli(capsys, *common, "image", "build", "--version", "v9.0.1",
+                            "--out", str(tmp_path / "images"), "--json")  # fmt: skip
+    assert code == 0, err
+    for arch, mark in marks.items():  # made once: this build used them as they were
+        now = (debian_tree(arch, ("python3.11", "jq")) / ".dirac-release-base").stat()
+        assert (now.st_ino, now.st_mtime_ns) == (mark.st_ino, mark.st_mtime_ns)
+    assert {i["base_digest"] for i in again["images"]} == {
+        i["base_digest"] for i in built["images"]}  # fmt: skip
+    print(f"second image on the made bases: {time.monotonic() - started:.1f} s")

@@ -22,6 +22,7 @@ from tests.image_trees import (
     el9_layers,
     file_info,
     layer_bytes,
+    make_rootfs,
     oci_archive,
 )
 
@@ -135,12 +136,88 @@ def test_a_base_of_the_wrong_architecture_is_refused(tmp_path: Path, isolated_en
     _nothing_written(tmp_path / "out")
 
 
-def test_a_package_missing_from_the_base_is_refused(tmp_path: Path, isolated_env: Path) -> None:
+class FakeMaker:
+    """make_debian_base's stand-in: a synthetic base with the packages asked for (the real
+    one, debootstrap with the Debian mirror, is tests/lab/test_image.py's)."""
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.calls: list[tuple[Path, str, tuple[str, ...]]] = []
+        self.fail = fail
+
+    def __call__(self, dest: Path, *, arch: str, packages: tuple[str, ...] = ()) -> Path:
+        self.calls.append((dest, arch, packages))
+        if self.fail is not None:
+            raise self.fail
+        make_rootfs(dest, arch, packages=packages)
+        (dest / ".dirac-release-base").write_text(",".join(packages) + "\n")
+        return dest
+
+
+def test_a_package_missing_from_the_base_is_installed_by_a_base_made_with_it(
+    tmp_path: Path, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from release.base import debian
+
+    standard = debian_base(isolated_env, "x86_64", packages=("openssl",))
+    maker = FakeMaker()
+    monkeypatch.setattr(debian, "make_debian_base", maker)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    [first] = build_images(_config(tmp_path), version="v9.0.0", arches=["x86_64"],
+                           out=tmp_path / "out")  # fmt: skip
+    [(made, arch, packages)] = maker.calls
+    # Made once, beside this machine's base, named by the packages it adds; the standard
+    # packages of the base and the missing one.
+    assert arch == "x86_64" and made.parent == standard.parent
+    assert made.name.startswith("bookworm-x86_64-dirac+") and "python3" in packages
+    assert set(debian.PACKAGES) <= set(packages)
+    status = (first.folder / "var/lib/dpkg/status").read_text()
+    assert "Package: python3\n" in status
+    assert first.base_digest != _status_digest(standard)
+    # A later build (another release) finds it made: offline, no second debootstrap.
+    [second] = build_images(_config(tmp_path), version="v9.0.1", arches=["x86_64"],
+                            out=tmp_path / "out")  # fmt: skip
+    assert len(maker.calls) == 1 and second.base_digest == first.base_digest
+
+
+def test_a_missing_package_needs_root_once_and_nothing_is_written(
+    tmp_path: Path, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from release.base import debian
+
     debian_base(isolated_env, "x86_64", packages=("openssl",))
+    maker = FakeMaker()
+    monkeypatch.setattr(debian, "make_debian_base", maker)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(BadInput) as caught:
         build_images(_config(tmp_path), version="v9.0.0", arches=["x86_64"], out=tmp_path / "out")
-    assert "lacks the package(s) python3" in caught.value.render()
-    assert "installs no package" in caught.value.render()
+    text = caught.value.render()
+    assert "lacks the package(s) python3" in text and "needs root (debootstrap)" in text
+    assert "run the image build once as root" in text
+    assert maker.calls == []
+    _nothing_written(tmp_path / "out")
+
+
+def test_a_base_that_cannot_be_made_says_which_packages(
+    tmp_path: Path, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from release.base import debian
+    from release.errors import InfrastructureError
+
+    debian_base(isolated_env, "x86_64", packages=("openssl",))
+    monkeypatch.setattr(debian, "make_debian_base",
+                        FakeMaker(InfrastructureError("debootstrap failed (exit 1)")))  # fmt: skip
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    with pytest.raises(InfrastructureError) as caught:
+        build_images(_config(tmp_path), version="v9.0.0", arches=["x86_64"], out=tmp_path / "out")
+    assert "making the x86_64 base with python3 for images.dteam.packages failed: " \
+        "debootstrap failed (exit 1)" in caught.value.render()  # fmt: skip
+    _nothing_written(tmp_path / "out")
+
+
+def _status_digest(tree: Path) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256((tree / "var/lib/dpkg/status").read_bytes()).hexdigest()
 
 
 OCI = """\

@@ -43,6 +43,7 @@ base = {{ debian = "bookworm" }}
 packages = ["python3"]
 """
 REPO = "dirac.egi.eu"
+OCI = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
 def _config(site: Path, keep: int = 5) -> ReleaseConfig:
@@ -87,11 +88,13 @@ def test_both_architectures_are_published_in_one_transaction(site: Path) -> None
         assert os.readlink(tree / "lib64/ld.so") == "../usr/lib/ld.so"  # relative inside
         index = json.loads((image / "oci" / arch / "index.json").read_text())
         assert index["manifests"][0]["digest"] == result["digests"][arch]
-        link = _containers(site) / ".multiarch" / arch / "dteam:v9.0.0"
-        assert os.readlink(link) == f"../../dteam:v9.0.0/{arch}"
-        assert link.resolve() == tree.resolve()
+        # The OCI name's folder (DIRAC#8454, unpacked.cern.ch) and uname -m's.
+        for name in (OCI[arch], arch):
+            link = _containers(site) / ".multiarch" / name / "dteam:v9.0.0"
+            assert os.readlink(link) == f"../../dteam:v9.0.0/{arch}"
+            assert link.resolve() == tree.resolve()
         root = result["container_root"][arch]
-        assert root == f"/cvmfs/{REPO}/dirac/containers/dteam/.multiarch/{arch}/dteam:v9.0.0"
+        assert root == f"/cvmfs/{REPO}/dirac/containers/dteam/.multiarch/{OCI[arch]}/dteam:v9.0.0"
     assert result["container_root_any"].endswith("/.multiarch/{arch}/dteam:v9.0.0")
 
 
@@ -214,6 +217,8 @@ def test_images_follow_the_retention_of_their_release(site: Path) -> None:
     assert plan["remove"] == ["v9.0.0"]
     assert sorted(plan["images"]) == [
         "dirac/containers/dteam/.multiarch/aarch64/dteam:v9.0.0",
+        "dirac/containers/dteam/.multiarch/amd64/dteam:v9.0.0",
+        "dirac/containers/dteam/.multiarch/arm64/dteam:v9.0.0",
         "dirac/containers/dteam/.multiarch/x86_64/dteam:v9.0.0",
         "dirac/containers/dteam/dteam:v9.0.0",
     ]
@@ -222,10 +227,11 @@ def test_images_follow_the_retention_of_their_release(site: Path) -> None:
     assert done["status"] == "removed"
     assert not (_containers(site) / "dteam:v9.0.0").exists()
     for arch in ("x86_64", "aarch64"):
-        gone = _containers(site) / ".multiarch" / arch / "dteam:v9.0.0"
-        assert not gone.exists() and not gone.is_symlink()  # no dangling link left
-        kept = _containers(site) / ".multiarch" / arch / "dteam:v9.0.1"
-        assert kept.resolve() == (_containers(site) / "dteam:v9.0.1" / arch).resolve()
+        for name in (arch, OCI[arch]):
+            gone = _containers(site) / ".multiarch" / name / "dteam:v9.0.0"
+            assert not gone.exists() and not gone.is_symlink()  # no dangling link left
+            kept = _containers(site) / ".multiarch" / name / "dteam:v9.0.1"
+            assert kept.resolve() == (_containers(site) / "dteam:v9.0.1" / arch).resolve()
     # Republishing the removed image is refused, as for a release.
     with pytest.raises(BadInput, match="retention"):
         publish_images(config, version="v9.0.0", out=site / "images")
@@ -240,7 +246,7 @@ def test_container_root_is_printed_per_architecture(
     assert main(["--config", str(site / "release.toml"), "image", "container-root", "--vo",
                  "dteam", "--version", "v9.0.0", "--arch", "aarch64"]) == 0  # fmt: skip
     assert capsys.readouterr().out.strip() == (
-        f"/cvmfs/{REPO}/dirac/containers/dteam/.multiarch/aarch64/dteam:v9.0.0"
+        f"/cvmfs/{REPO}/dirac/containers/dteam/.multiarch/arm64/dteam:v9.0.0"
     )
 
 
@@ -318,7 +324,7 @@ def test_the_ledger_and_the_report_show_the_image_digests(site: Path) -> None:
     for image in data["images"]:
         assert image["built"] == image["published"] == digests[image["arch"]]
         assert image["container_root"] == (
-            f"/cvmfs/{REPO}/dirac/containers/dteam/.multiarch/{image['arch']}/dteam:v9.0.0"
+            f"/cvmfs/{REPO}/dirac/containers/dteam/.multiarch/{OCI[image['arch']]}/dteam:v9.0.0"
         )
     text = markdown(data)
     assert (f"| dteam | x86_64 | {digests['x86_64'][:19]} | {digests['x86_64'][:19]} "
@@ -339,7 +345,7 @@ def test_an_image_name_of_its_own(site: Path) -> None:
         link = _containers(site) / ".multiarch" / arch / "el9-worker:v9.0.0"
         assert os.readlink(link) == f"../../el9-worker:v9.0.0/{arch}"
         assert result["container_root"][arch] == (
-            f"/cvmfs/{REPO}/dirac/containers/dteam/.multiarch/{arch}/el9-worker:v9.0.0"
+            f"/cvmfs/{REPO}/dirac/containers/dteam/.multiarch/{OCI[arch]}/el9-worker:v9.0.0"
         )
     assert not (_containers(site) / "dteam:v9.0.0").exists()
 
