@@ -93,9 +93,9 @@ class ImageSettings(_Frozen):
     ]
     #: The image's name in its CVMFS path (`containers/<vo>/<name>:<tag>`); default: the VO's.
     name: str | None = None
-    #: Debian packages the image must have. This first version installs nothing: each must
-    #: already be installed (unpacked) in the base, checked against its dpkg status, so the
-    #: build stays offline and reproducible. A missing one is refused with the fix.
+    #: Debian packages the image must have: checked against the base's dpkg status; those
+    #: it lacks come from a base made once with them (release/image/build.py), so every
+    #: build itself stays offline and reproducible.
     packages: tuple[str, ...] = ()
     #: Folders of the host a site binds into the container (absolute, as the container sees
     #: them): the image gets each one as an empty folder, so binding works on a read-only
