@@ -1,12 +1,12 @@
 """Benchmark of the whole demo pipeline, end to end, on lab hosts (root).
 
-(a) cold: a new work folder and every cache empty: the uv cache, the dirac-release cache and
-    the lab hosts' root filesystem (debootstrap, into a private XDG_CACHE_HOME): the demo
-    releases v1.0.0 (version, build, publish, lab hosts, render, deploy, certify, promote), as
-    on a machine that never ran it;
-(b) cold, lab rootfs kept: the same with the machine's lab root filesystem already made (a
-    machine that ran the demo once before, in another folder): shown for the reader, since the
-    rootfs is the largest part of (a);
+(a) cold: a new work folder and every cache empty: the uv cache, the dirac-release cache, the
+    lab hosts' root filesystem and the Debian bases of the VO image (debootstrap, into a
+    private XDG_CACHE_HOME): the demo releases v1.0.0 (version, build, publish, image, lab
+    hosts, render, deploy, certify, promote), as on a machine that never ran it;
+(b) cold, rootfs kept: the same with the machine's lab root filesystem and Debian bases
+    already made (a machine that ran the demo once before, in another folder): shown for the
+    reader, since making them is the largest part of (a);
 (c) warm: the folder and caches of (a), a new tag (v1.0.1, the next release of the product):
     the build reuses the caches, and the lab hosts come back with their disks (the demo keeps
     them in its folder), so deploy and promote upgrade what the cold run installed.
@@ -88,7 +88,7 @@ def main() -> int:
         try:
             env = clean_env(UV_CACHE_DIR=str(root / "uv-cache"))
             if not args.keep_rootfs:
-                env["XDG_CACHE_HOME"] = str(root / "xdg-cache")  # the lab rootfs cache, empty
+                env["XDG_CACHE_HOME"] = str(root / "xdg-cache")  # rootfs and bases: none yet
                 measure("cold", root / "demo", "v1.0.0", env)
             kept = clean_env(UV_CACHE_DIR=str(root / "uv-cache-b"))
             measure("cold, rootfs kept", root / "demo-b", "v1.0.0", kept)
@@ -103,8 +103,8 @@ def main() -> int:
     base_kind = "cold, rootfs kept" if args.keep_rootfs else "cold"
     cold = statistics.median(samples[base_kind])
     rows = []
-    for kind, label in (("cold", "cold: v1.0.0, every cache empty (lab rootfs too)"),
-                        ("cold, rootfs kept", "cold: v1.0.0, lab rootfs kept")):  # fmt: skip
+    for kind, label in (("cold", "cold: v1.0.0, every cache empty (lab rootfs, bases too)"),
+                        ("cold, rootfs kept", "cold: v1.0.0, lab rootfs, bases kept")):  # fmt: skip
         if samples[kind]:
             value = statistics.median(samples[kind])
             rows.append((label, f"{value:.1f}", fmt_runs(samples[kind]),
