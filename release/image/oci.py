@@ -230,8 +230,95 @@ class Layer:
     diff_id: str  # the digest of the uncompressed tar, which the config lists
 
 
-def write_layer(blobs: BlobWriter, entries: Entries, *, mtime: int, level: int) -> Layer:
-    """The tree as one gzip layer blob: the reproducible tar described above."""
+class _Tee:
+    """A source file read for the tar stream whose bytes also go to the tree's copy: each
+    file of the base is read once for both (issue #16: read as few times as possible)."""
+
+    def __init__(self, source: BinaryIO, copy: BinaryIO) -> None:
+        self.source, self.copy = source, copy
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.source.read(size)
+        self.copy.write(data)
+        return data
+
+
+class TreeWriter:
+    """Writes the tree a layer unpacks to, entry by entry in the layer's order, with what the
+    layer records (mode, the one mtime, links); owners are the writer's, as an unpacker's
+    are. Folders get their mode and time last, deepest first (their content changed them).
+    """
+
+    def __init__(self, root: Path, mtime: int) -> None:
+        self.root, self.mtime = root, mtime
+        self.dirs: list[tuple[Path, int]] = []
+        root.mkdir(parents=True, exist_ok=True)
+
+    def add(self, entry: Entry, data: BinaryIO | None = None) -> BinaryIO | None:
+        """Make `entry`; for a file, returns the open copy when `data` is None (the caller
+        streams its bytes into it, then calls `close_file`)."""
+        path = self.root / entry.name
+        if entry.kind == "dir":
+            path.mkdir(exist_ok=True)
+            self.dirs.append((path, entry.mode))
+            return None
+        if entry.kind == "symlink":
+            os.symlink(entry.link, path)
+        elif entry.kind == "hardlink":
+            os.link(self.root / entry.link, path)
+        else:
+            return path.open("wb")
+        os.utime(path, (self.mtime, self.mtime), follow_symlinks=False)
+        return None
+
+    def close_file(self, entry: Entry, copy: BinaryIO) -> None:
+        copy.close()
+        path = self.root / entry.name
+        size = path.stat().st_size
+        if size != entry.size:
+            from release.errors import InfrastructureError
+
+            raise InfrastructureError(
+                f"{entry.source} changed while the image was built ({entry.size} bytes when "
+                f"listed, {size} when read)",
+                fix="leave the base alone while images are built from it, then build again",
+            )
+        path.chmod(entry.mode)
+        os.utime(path, (self.mtime, self.mtime))
+
+    def copy_file(self, entry: Entry, source: Path) -> None:
+        """A file's bytes straight from its source (copy_file_range where the kernel can)."""
+        import shutil
+
+        path = self.root / entry.name
+        shutil.copyfile(source, path)
+        with path.open("rb") as copy:
+            self.close_file(entry, copy)
+
+    def finish(self) -> None:
+        for path, mode in reversed(self.dirs):
+            path.chmod(mode)
+            os.utime(path, (self.mtime, self.mtime))
+
+
+def write_tree(entries: Entries, dest: Path, mtime: int) -> None:
+    """The tree of a layer written from its entries, without the layer: for a layer reused
+    from an earlier build of the same base (its bytes are those entries, by the inputs key)."""
+    writer = TreeWriter(dest, mtime)
+    for entry in entries.items:
+        if entry.kind == "file" and entry.source is not None:
+            writer.copy_file(entry, entry.source)
+        else:
+            writer.add(entry)
+    writer.finish()
+
+
+def write_layer(
+    blobs: BlobWriter, entries: Entries, *, mtime: int, level: int, tree: Path | None = None
+) -> Layer:
+    """The tree as one gzip layer blob: the reproducible tar described above. With `tree`,
+    the tree it unpacks to is written there at the same time, from the same reads."""
+    writer = TreeWriter(tree, mtime) if tree is not None else None
     handle, temp = tempfile.mkstemp(dir=blobs.folder, prefix=".layer-")
     try:
         with os.fdopen(handle, "wb") as raw:
@@ -246,9 +333,18 @@ def write_layer(blobs: BlobWriter, entries: Entries, *, mtime: int, level: int) 
                         info = _tarinfo(entry, mtime)
                         if entry.kind == "file" and entry.source is not None:
                             with entry.source.open("rb") as data:
-                                tar.addfile(info, data)
+                                copy = writer.add(entry) if writer is not None else None
+                                if writer is None or copy is None:
+                                    tar.addfile(info, data)
+                                else:
+                                    tar.addfile(info, _Tee(data, copy))
+                                    writer.close_file(entry, copy)
                         else:
                             tar.addfile(info)
+                            if writer is not None:
+                                writer.add(entry)
+        if writer is not None:
+            writer.finish()
         digest = packed.digest.hexdigest()
         final = blobs.folder / digest
         os.replace(temp, final)
@@ -297,11 +393,20 @@ def write_image(
     labels: Mapping[str, str],
     ref: str,
     level: int,
+    tree: Path | None = None,
+    layer: Layer | None = None,
 ) -> Image:
-    """A whole OCI image layout at `layout` (a new folder) holding one image for `arch`."""
+    """A whole OCI image layout at `layout` (a new folder) holding one image for `arch`.
+
+    `tree`: also write the tree the layer unpacks to (see write_layer). `layer`: a layer
+    whose blob is already in the layout (reused), so only config, manifest and index are new.
+    """
     layout.mkdir(parents=True, exist_ok=True)
     blobs = BlobWriter(layout)
-    layer = write_layer(blobs, entries, mtime=mtime, level=level)
+    if layer is None:
+        layer = write_layer(blobs, entries, mtime=mtime, level=level, tree=tree)
+    elif tree is not None:
+        write_tree(entries, tree, mtime)
     config = blobs.put(
         canonical(image_config(arch, layer, created=mtime, env=env, labels=labels)), MEDIA_CONFIG
     )

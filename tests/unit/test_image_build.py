@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -463,3 +464,77 @@ def test_packages_with_an_oci_archive_base_are_refused(tmp_path: Path, isolated_
         build_images(_config(tmp_path, OCI + 'packages = ["openssl"]\n'), version="v9.0.0",
                      out=tmp_path / "out")  # fmt: skip
     _nothing_written(tmp_path / "out")
+
+
+def _listing(root: Path) -> dict[str, tuple[object, ...]]:
+    """Every entry below root: type, mode, size, content hash, link target, mtime, inode
+    group (which names share a file)."""
+    import hashlib
+    import stat
+
+    found: dict[str, tuple[object, ...]] = {}
+    inodes: dict[int, str] = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        rel = path.relative_to(root).as_posix()
+        if stat.S_ISLNK(st.st_mode):
+            found[rel] = ("link", os.readlink(path), int(st.st_mtime))
+        elif stat.S_ISDIR(st.st_mode):
+            found[rel] = ("dir", stat.S_IMODE(st.st_mode), int(st.st_mtime))
+        else:
+            first = inodes.setdefault(st.st_ino, rel) if st.st_nlink > 1 else rel
+            found[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_size,
+                          hashlib.sha256(path.read_bytes()).hexdigest(), int(st.st_mtime),
+                          first)  # fmt: skip
+    return found
+
+
+def test_the_tree_written_with_the_layer_is_the_layer_unpacked(tmp_path: Path, bases: Path) -> None:
+    """The tree is written from the same reads as the layer, not unpacked from it afterwards:
+    it must be, entry by entry, what an unpacker makes of the layer (ours, as for archives)."""
+    import gzip
+
+    [build] = build_images(_config(tmp_path), version="v9.0.0", arches=["x86_64"],
+                           out=tmp_path / "out")  # fmt: skip
+    blob = build.layout / "blobs" / "sha256" / build.layer_digest.removeprefix("sha256:")
+    applier = Applier(tmp_path / "unpacked", str(blob))
+    with blob.open("rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as plain:
+        applier.apply(plain)  # type: ignore[arg-type]
+    applier.finish()
+    written = _listing(build.folder)
+    for record in (".dirac-release/image.json", ".dirac-release"):
+        del written[record]  # the record, written beside the layer's tree
+    unpacked = _listing(tmp_path / "unpacked")
+    assert written == unpacked
+    # The awkward entries are there: set-uid, hardlinks, absolute link, a read-only folder.
+    assert written["usr/bin/su"][1] == 0o4755
+    assert written["usr/bin/python3"][-1] == written["usr/bin/a-python"][-1] == "usr/bin/a-python"
+    assert written["proc"][1] == 0o555
+
+
+def test_a_new_release_reuses_the_layer_of_the_last_one(tmp_path: Path, bases: Path) -> None:
+    """Same base, another tag: the layer's bytes are the same (the tag is only in the config
+    and manifest), so its blob is taken from the earlier release, hashed first, not gzipped
+    again; the tree is written from the base. A blob edited since is never reused."""
+    config = _config(tmp_path)
+    [first] = build_images(config, version="v9.0.0", arches=["x86_64"], out=tmp_path / "out")
+    [second] = build_images(config, version="v9.0.1", arches=["x86_64"], out=tmp_path / "out")
+    assert (first.layer_from, second.layer_from) == ("", "v9.0.0")
+    assert second.layer_digest == first.layer_digest and second.diff_id == first.diff_id
+    assert second.manifest_digest != first.manifest_digest
+    blob = "blobs/sha256/" + first.layer_digest.removeprefix("sha256:")
+    assert (first.layout / blob).stat().st_ino == (second.layout / blob).stat().st_ino
+    mine, theirs = _listing(first.folder), _listing(second.folder)
+    for listing in (mine, theirs):
+        del listing[".dirac-release/image.json"]
+    assert mine == theirs
+    # Edited in place (same size): hashed before it is taken, so not reused; the build then
+    # writes its own layer, with the right digest.
+    data = bytearray((first.layout / blob).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (second.layout / blob).unlink()
+    (first.layout / blob).write_bytes(bytes(data))
+    shutil.rmtree(tmp_path / "out" / "dteam" / "v9.0.1")
+    [third] = build_images(config, version="v9.0.1", arches=["x86_64"], out=tmp_path / "out")
+    assert third.layer_from == "" and third.layer_digest == first.layer_digest
+    assert third.manifest_digest == second.manifest_digest
