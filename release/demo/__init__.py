@@ -269,6 +269,17 @@ def _images_ready(as_json: bool) -> str | None:
     from release.errors import ReleaseError
     from release.image.check import runner_problem
 
+    missing = _image_packages_missing()
+    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
+        # As the lab does for its own tools: the README's one command sets up what it can.
+        from release.lab import LabError, install_lab_packages
+
+        _say(as_json)(f"the VO image needs {' '.join(missing)}: installing with apt-get "
+                      "(root, Debian-like)")  # fmt: skip
+        try:
+            install_lab_packages(missing, echo=not as_json)
+        except LabError as exc:
+            return f"the VO image needs {' '.join(missing)} (installing them failed: {exc})"
     for arch in ("x86_64", "aarch64"):
         problem = runner_problem(arch)
         if problem:
@@ -287,6 +298,19 @@ def _images_ready(as_json: bool) -> str | None:
         except (ReleaseError, OSError, subprocess.SubprocessError) as exc:
             return f"making the Debian {arch} base failed: {exc}"
     return None
+
+
+def _image_packages_missing() -> list[str]:
+    """The Debian packages the VO image's bases and run check need and this machine lacks:
+    qemu-user-static runs the aarch64 image, debootstrap makes the bases."""
+    from release.image.check import runner_problem
+
+    missing = []
+    if any("qemu-user" in (runner_problem(arch) or "") for arch in ("x86_64", "aarch64")):
+        missing.append("qemu-user-static")
+    if shutil.which("debootstrap") is None and not Path("/usr/sbin/debootstrap").exists():
+        missing.append("debootstrap")
+    return missing
 
 
 def _lab_ready(as_json: bool) -> str | None:
