@@ -13,6 +13,7 @@ import json
 import os
 import tarfile
 from pathlib import Path
+from typing import Any
 
 from release.image import oci
 
@@ -64,6 +65,20 @@ def debian_base(cache: Path, arch: str, **kwargs: object) -> Path:
     """A synthetic base where the build looks for the cached Debian base of `arch`."""
     return make_rootfs(cache / "dirac-release" / "bases" / f"bookworm-{arch}-dirac", arch,
                        **kwargs)  # type: ignore[arg-type]  # fmt: skip
+
+
+def image_site(root: Path, cache: Path, monkeypatch: Any, repository: str) -> Path:
+    """A folder to build and publish images in: the synthetic Debian base of both
+    architectures where the build looks (`cache`: the test's XDG cache), and an empty
+    directory stratum `root/stratum` holding `repository`. Builds depend on the bases alone
+    (no SOURCE_DATE_EPOCH from the caller's shell)."""
+    from cvmfs.backends.directory import DirectoryBackend
+
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    for arch in ("x86_64", "aarch64"):
+        debian_base(cache, arch)
+    DirectoryBackend(repository, root / "stratum").init()
+    return root
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:

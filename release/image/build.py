@@ -240,22 +240,21 @@ def debian_tree(arch: str, packages: tuple[str, ...] = ()) -> Path:
     """The Debian base an image that must hold `packages` starts from: this machine's base
     when it has them all (or is not made yet), else the base made with the others too,
     named by that set of packages (`bookworm-<arch>-dirac+<digest>`) beside it."""
+    return _debian_tree(arch, packages)[0]
+
+
+def _debian_tree(arch: str, packages: tuple[str, ...]) -> tuple[Path, list[str]]:
+    """debian_tree, and the packages this machine's base lacks (sorted; none when that base
+    is not made), which name the other."""
     from release.base.debian import cached_path
 
     standard = cached_path(arch)
-    extra = missing_packages(standard, packages)
-    if not extra:
-        return standard
-    digest = hashlib.sha256(",".join(extra).encode("utf-8")).hexdigest()[:12]
-    return standard.with_name(f"{standard.name}+{digest}")
-
-
-def missing_packages(standard: Path, packages: tuple[str, ...]) -> list[str]:
-    """The packages a made Debian base lacks, sorted (none when it is not made)."""
     installed = dpkg_installed(standard) if packages else None
-    if installed is None:
-        return []
-    return sorted(p for p in packages if p not in installed)
+    extra = sorted(p for p in packages if p not in installed) if installed is not None else []
+    if not extra:
+        return standard, []
+    digest = hashlib.sha256(",".join(extra).encode("utf-8")).hexdigest()[:12]
+    return standard.with_name(f"{standard.name}+{digest}"), extra
 
 
 def _base_with_packages(
@@ -268,13 +267,12 @@ def _base_with_packages(
     and recorded in the base's dpkg status; the image build on that base is then offline and
     reproducible like any other.
     """
-    from release.base.debian import DONE_MARK, PACKAGES, cached_path, make_debian_base
+    from release.base.debian import DONE_MARK, PACKAGES, make_debian_base
     from release.errors import ReleaseError
 
-    tree = debian_tree(arch, settings.packages)
-    if tree == cached_path(arch) or (tree / DONE_MARK).is_file():
+    tree, extra = _debian_tree(arch, settings.packages)
+    if not extra or (tree / DONE_MARK).is_file():
         return tree
-    extra = missing_packages(cached_path(arch), settings.packages)
     if os.geteuid() != 0:
         raise BadInput(
             f"the {arch} base lacks the package(s) {', '.join(extra)} that {key}.packages asks "

@@ -99,17 +99,11 @@ def _check_one(
     tag: str,
     certified: dict[str, dict[str, str]],
 ) -> Check:
-    from release.image.publish import (
-        CONTAINERS_FOLDER,
-        ImageLayout,
-        _repository,
-        image_entry,
-        image_name,
-    )
+    from release.image.publish import _repository, image_entry, image_layout, image_name
     from release.targets import make_backend
 
     repo_name, repo = _repository(config, vo, None)
-    layout = ImageLayout(repo_name, f"{repo.prefix}/{CONTAINERS_FOLDER}/{vo}")
+    layout = image_layout(repo_name, repo.prefix, vo)
     entry = image_entry(image_name(config, vo), tag)
     rel = layout.platform_dir(entry, arch)
     shown = layout.client_path(rel)

@@ -51,6 +51,11 @@ class ImageLayout(Layout):
         return f"{self.prefix}/{tag}/{arch}"
 
 
+def image_layout(repository: str, prefix: str, vo: str) -> ImageLayout:
+    """Where a VO's images live in a repository: `<prefix>/containers/<vo>/`."""
+    return ImageLayout(repository, f"{prefix}/{CONTAINERS_FOLDER}/{vo}")
+
+
 def image_name(config: ReleaseConfig, vo: str) -> str:
     """The image's name in its path: `[images.<vo>] name`, else the VO's own."""
     return config.images[vo].name or vo
@@ -152,7 +157,7 @@ def publish_images(
         staged = publishable(config, version=tag, vo=name, arches=wanted, out=out)
         image = image_name(config, name)
         entry = image_entry(image, tag)
-        layout = ImageLayout(repo_name, f"{repo.prefix}/{CONTAINERS_FOLDER}/{name}")
+        layout = image_layout(repo_name, repo.prefix, name)
         trees = {arch: s.tree for arch, s in staged.items()}
         bundles = BundleSet(
             product=product_name(name),

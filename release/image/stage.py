@@ -91,7 +91,8 @@ def _where(ctx: Context, vo: str) -> tuple[str, Any, str]:
 
 def _published_problem(ctx: Context, vo: str) -> str | None:
     """Why the published image of `vo` is not the one built for this tag, or None."""
-    from release.image.publish import CONTAINERS_FOLDER, ImageLayout, image_entry
+    from release.image.publish import image_entry, image_layout
+    from release.publish.stage import verify_tree
     from release.targets import make_backend
 
     published = [r for r in ctx.ledger.records("image publish") if r.get("vo") == vo]
@@ -105,16 +106,16 @@ def _published_problem(ctx: Context, vo: str) -> str | None:
     try:
         repo_name, repo, image = _where(ctx, vo)
         backend = make_backend(ctx.config, repo_name, repo)
-        layout = ImageLayout(repo_name, f"{repo.prefix}/{CONTAINERS_FOLDER}/{vo}")
+        layout = image_layout(repo_name, repo.prefix, vo)
         entry = image_entry(image, ctx.tag)
         for arch in sorted(ctx.config.platforms):
             rel = layout.platform_dir(entry, arch)
             manifest = backend.read_manifest(rel)
             if manifest is None:
                 return f"{layout.client_path(rel)} is not published any more"
-            problems = backend.verify_published(rel, manifest)
-            if problems:
-                return f"{layout.client_path(rel)}: {len(problems)} problem(s): {problems[0]}"
+            problem = verify_tree(backend, layout, rel, manifest)
+            if problem is not None:
+                return problem
             digest = (manifest.get("image") or {}).get("manifest_digest")
             if built.get(arch) and digest != built[arch]:
                 return f"{layout.client_path(rel)} is not the image built now"

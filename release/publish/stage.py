@@ -5,9 +5,14 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Any
 
 from release.errors import ReleaseError
 from release.pipeline.contract import Context, StageResult, done
+
+if TYPE_CHECKING:
+    from cvmfs.backends.base import Backend
+    from cvmfs.layout import Layout
 
 
 class PublishStage:
@@ -78,9 +83,9 @@ class PublishStage:
             rel = layout.platform_dir(ctx.tag, arch)
             if manifest is None:
                 return f"{layout.client_path(rel)} is not published any more"
-            problems = backend.verify_published(rel, manifest)
-            if problems:
-                return f"{layout.client_path(rel)}: {len(problems)} problem(s): {problems[0]}"
+            problem = verify_tree(backend, layout, rel, manifest)
+            if problem is not None:
+                return problem
             if built.get(arch) and backend.manifest_digest(rel) != built[arch]:
                 return f"{layout.client_path(rel)} is not the bundle built now"
         from release.pilot.layout import version_rel
@@ -90,7 +95,16 @@ class PublishStage:
             manifest = backend.read_manifest(rel)
             if manifest is None:
                 return f"{layout.client_path(rel)} (the pilot files of {vo}) is not published"
-            problems = backend.verify_published(rel, manifest)
-            if problems:
-                return f"{layout.client_path(rel)}: {len(problems)} problem(s): {problems[0]}"
+            problem = verify_tree(backend, layout, rel, manifest)
+            if problem is not None:
+                return problem
         return None
+
+
+def verify_tree(backend: Backend, layout: Layout, rel: str, manifest: dict[str, Any]) -> str | None:
+    """Why the published tree at `rel` does not match its manifest (every file read), or None:
+    what a stage's verify says instead of trusting its record."""
+    problems = backend.verify_published(rel, manifest)
+    if problems:
+        return f"{layout.client_path(rel)}: {len(problems)} problem(s): {problems[0]}"
+    return None

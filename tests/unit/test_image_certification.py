@@ -16,13 +16,12 @@ from typing import Any
 
 import pytest
 
-from cvmfs.backends.directory import DirectoryBackend
 from release.config import ReleaseConfig, load_config
 from release.image import check
 from release.image.build import build_images
 from release.image.certification import default_command, image_check_groups
 from release.image.publish import publish_images
-from tests.image_trees import debian_base
+from tests.image_trees import image_site
 
 CONFIG = """\
 [products.DIRAC]
@@ -59,11 +58,7 @@ def _config(site: Path, *, product_extra: str = "", image_extra: str = "",
 
 @pytest.fixture
 def site(tmp_path: Path, isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-    for arch in ("x86_64", "aarch64"):
-        debian_base(isolated_env, arch)
-    DirectoryBackend(REPO, tmp_path / "stratum").init()
-    return tmp_path
+    return image_site(tmp_path, isolated_env, monkeypatch, REPO)
 
 
 class Recorder:

@@ -21,7 +21,7 @@ from release.errors import BadInput
 from release.image.build import build_images
 from release.image.publish import container_roots, publish_images
 from release.publish import collect_garbage
-from tests.image_trees import debian_base
+from tests.image_trees import debian_base, image_site
 from tests.publishing import du
 
 CONFIG = """\
@@ -53,11 +53,7 @@ def _config(site: Path, keep: int = 5) -> ReleaseConfig:
 
 @pytest.fixture
 def site(tmp_path: Path, isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-    for arch in ("x86_64", "aarch64"):
-        debian_base(isolated_env, arch)
-    DirectoryBackend(REPO, tmp_path / "stratum").init()
-    return tmp_path
+    return image_site(tmp_path, isolated_env, monkeypatch, REPO)
 
 
 def _build(config: ReleaseConfig, site: Path, version: str) -> None:

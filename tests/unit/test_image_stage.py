@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from cvmfs.backends.directory import DirectoryBackend
 from release.config import load_config
 from release.errors import CheckFailed
 from release.image.stage import ImageStage
 from release.pipeline.contract import Context, StageStatus
 from release.version import parse_version_arg
-from tests.image_trees import debian_base
+from tests.image_trees import image_site
 
 CONFIG = """\
 [products.DIRAC]
@@ -44,10 +43,7 @@ REPO = "dirac.egi.eu"
 
 @pytest.fixture
 def site(tmp_path: Path, isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-    for arch in ("x86_64", "aarch64"):
-        debian_base(isolated_env, arch)
-    DirectoryBackend(REPO, tmp_path / "stratum").init()
+    image_site(tmp_path, isolated_env, monkeypatch, REPO)
     (tmp_path / "release.toml").write_text(CONFIG)
     return tmp_path
 

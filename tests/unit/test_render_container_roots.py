@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 import yaml
 
-from cvmfs.backends.directory import DirectoryBackend
 from release.cli import main
 from release.config import ReleaseConfig, load_config
 from release.errors import BadInput, ConfigError
@@ -223,12 +222,9 @@ def test_the_roots_are_where_image_publish_put_the_images(
     instead of /cvmfs, is the published tree of that VO, architecture and release."""
     from release.image.build import build_images
     from release.image.publish import publish_images
-    from tests.image_trees import debian_base
+    from tests.image_trees import image_site
 
-    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-    for arch in ("x86_64", "aarch64"):
-        debian_base(isolated_env, arch)
-    DirectoryBackend(REPO, site / "stratum").init()
+    image_site(site, isolated_env, monkeypatch, REPO)
     config = configure(site, CONFIG + IMAGES)
     build_images(config, version="v9.0.0", out=site / "images")
     publish_images(config, version="v9.0.0", out=site / "images")
