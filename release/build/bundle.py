@@ -39,6 +39,7 @@ from release.build.tarball import FORMAT as TARBALL_FORMAT
 from release.build.tarball import write_tarball_apart
 from release.build.uvtool import uv_version
 from release.config import PlatformName, Product, ReleaseConfig
+from release.deflate import Deflate
 from release.errors import BadInput, InfrastructureError
 from release.ledger import Ledger
 from release.progress import Progress
@@ -126,7 +127,7 @@ def _bundle_key(
     lock: Lock,
     source: ProductSource,
     product: Product,
-    level: int,
+    deflate: Deflate,
     base: _OnBase | None = None,
 ) -> str:
     payload = {
@@ -142,7 +143,7 @@ def _bundle_key(
         else None,
         "python": product.python,
         "source": source.as_dict(),
-        "compression": level,
+        "compression": deflate.key,
         "tarball": TARBALL_FORMAT,
         "layout": LAYOUT_VERSION,
         "builder": __version__,
@@ -267,7 +268,7 @@ def _build_one(
     source: ProductSource,
     lock: Lock,
     key: str,
-    level: int,
+    deflate: Deflate,
     progress: Progress,
     started: float,
     base: _OnBase | None = None,
@@ -346,7 +347,7 @@ def _build_one(
     tarball = staging / _tarball_name(name, source.version.tag, arch)
     digest = write_tarball_apart(
         tree, f"{source.version.tag}/{platform_dir(arch)}", tarball, source.source_date_epoch,
-        level, cache=members, sha256={f["path"]: f["sha256"] for f in scan.files if "sha256" in f},
+        deflate.level, engine=deflate.engine, cache=members, sha256={f["path"]: f["sha256"] for f in scan.files if "sha256" in f},
     )  # fmt: skip
     mark("tarball")
     return PlatformBundle(
@@ -504,7 +505,7 @@ def build_release(
     mark("source and wheel")
     report = BuildReport(product=name, version=release_version, source=source, out=out,
                          phases=shared)  # fmt: skip
-    level = config.build.compression_level
+    deflate = Deflate(config.build.deflate, config.build.compression_level)
 
     def lock_for(arch: PlatformName) -> Lock:
         progress.step(arch, "resolving")
@@ -527,7 +528,7 @@ def build_release(
         todo: list[tuple[Lock, str]] = []
         for lock in locks:
             on_base = bases.get(lock.platform)
-            key = _bundle_key(lock, source, product, level, on_base)
+            key = _bundle_key(lock, source, product, deflate, on_base)
             tarball = version_dir / _tarball_name(name, release_version.tag, lock.platform)
             hit = (
                 None
@@ -554,7 +555,7 @@ def build_release(
                             source,
                             lock,
                             key,
-                            level,
+                            deflate,
                             progress,
                             started,
                             bases.get(lock.platform),

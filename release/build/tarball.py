@@ -7,8 +7,8 @@ which CVMFS needs anyway), and gzip headers without a name or a wall-clock time.
 The gzip stream is made of several members (RFC 1952 allows it; gzip, tar and Python read
 them as one stream): the data of each file of MEMBER_MIN bytes or more is a member of its
 own, everything else (headers, small files) runs in members between them. A large file's
-member depends only on its bytes, the level and zlib, so it is kept in the build cache by
-content and reused by the next release, where the same wheels install the same files: a
+member depends only on its bytes, the level and the deflate engine (`release.deflate`), so it
+is kept in the build cache by content and reused by the next release, where the same wheels install the same files: a
 rebuild compresses only what changed (the product itself, the headers). A cached member is
 used only when its gzip trailer (CRC-32 and length) matches the file read now.
 """
@@ -22,11 +22,11 @@ import stat
 import struct
 import tarfile
 import tempfile
-import zlib
 from pathlib import Path
 from typing import BinaryIO
 
 from release.build.manifest import normal_mode
+from release.deflate import Deflate, Engine
 
 
 class _HashingWriter:
@@ -87,13 +87,13 @@ def _gzip_header(level: int, mtime: int) -> bytes:
 class _Members:
     """The gzip stream: a running member for headers and small files, whole members between."""
 
-    def __init__(self, out: _HashingWriter, level: int, mtime: int) -> None:
-        self.out, self.level, self.mtime = out, level, mtime
+    def __init__(self, out: _HashingWriter, deflate: Deflate, mtime: int) -> None:
+        self.out, self.deflate_with, self.mtime = out, deflate, mtime
         self.offset = 0  # bytes of tar written, for the final padding
         self._reset()
 
     def _reset(self) -> None:
-        self.deflate = zlib.compressobj(self.level, zlib.DEFLATED, -zlib.MAX_WBITS)
+        self.deflate = self.deflate_with.raw()
         self.crc = self.size = 0
         self.open = False
 
@@ -101,9 +101,9 @@ class _Members:
         if not data:
             return
         if not self.open:
-            self.out.write(_gzip_header(self.level, self.mtime))
+            self.out.write(_gzip_header(self.deflate_with.effective_level, self.mtime))
             self.open = True
-        self.crc = zlib.crc32(data, self.crc)
+        self.crc = self.deflate_with.crc32(data, self.crc)
         self.size += len(data)
         self.offset += len(data)
         self.out.write(self.deflate.compress(data))
@@ -122,48 +122,48 @@ class _Members:
         self.offset += size
 
 
-def _compress_file(path: Path, level: int) -> bytes:
+def _compress_file(path: Path, how: Deflate) -> bytes:
     """The file as one gzip member (header time 0)."""
-    deflate = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+    deflate = how.raw()
     crc = size = 0
     body = io.BytesIO()
-    body.write(_gzip_header(level, 0))
+    body.write(_gzip_header(how.effective_level, 0))
     with path.open("rb") as handle:
         while chunk := handle.read(_CHUNK):
-            crc = zlib.crc32(chunk, crc)
+            crc = how.crc32(chunk, crc)
             size += len(chunk)
             body.write(deflate.compress(chunk))
     body.write(deflate.flush() + struct.pack("<II", crc, size & 0xFFFFFFFF))
     return body.getvalue()
 
 
-def _file_crc(path: Path) -> tuple[int, int]:
+def _file_crc(path: Path, how: Deflate) -> tuple[int, int]:
     """The file's CRC-32 and length as a gzip trailer records them (length modulo 2**32)."""
     crc = size = 0
     with path.open("rb") as handle:
         while chunk := handle.read(_CHUNK):
-            crc = zlib.crc32(chunk, crc)
+            crc = how.crc32(chunk, crc)
             size += len(chunk)
     return crc, size & 0xFFFFFFFF
 
 
-def _file_member(path: Path, sha256: str | None, level: int, cache: Path | None) -> bytes:
+def _file_member(path: Path, sha256: str | None, how: Deflate, cache: Path | None) -> bytes:
     """A large file's member: from the cache when its trailer matches the file, else made."""
     where = None
     if cache is not None and not sha256:
         with path.open("rb") as handle:
             sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
     if cache is not None and sha256:
-        # zlib's version is in the key: another zlib may compress the same bytes differently,
-        # and a member it made must not change what this machine's build writes.
-        where = cache / f"{zlib.ZLIB_RUNTIME_VERSION}-{level}" / sha256[:2] / f"{sha256}.gz"
+        # The engine's version is in the key: another one may compress the same bytes
+        # differently, and a member it made must not change what this machine's build writes.
+        where = cache / how.key / sha256[:2] / f"{sha256}.gz"
         try:
             member = where.read_bytes()
         except OSError:
             member = b""
-        if len(member) >= 18 and struct.unpack("<II", member[-8:]) == _file_crc(path):
+        if len(member) >= 18 and struct.unpack("<II", member[-8:]) == _file_crc(path, how):
             return member
-    member = _compress_file(path, level)
+    member = _compress_file(path, how)
     if where is not None:
         try:
             where.parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +183,7 @@ def write_tarball(
     mtime: int,
     level: int = 6,
     *,
+    engine: Engine = "isal",
     cache: Path | None = None,
     sha256: dict[str, str] | None = None,
 ) -> str:
@@ -196,7 +197,8 @@ def write_tarball(
 
     with dest.open("wb") as raw:
         hashing = _HashingWriter(raw)
-        stream = _Members(hashing, level, mtime)
+        how = Deflate(engine, level)
+        stream = _Members(hashing, how, mtime)
 
         def header(info: tarfile.TarInfo) -> None:
             stream.write(info.tobuf(tarfile.GNU_FORMAT, encoding, "surrogateescape"))
@@ -217,7 +219,7 @@ def write_tarball(
                 info.size = st.st_size
                 header(info)
                 if st.st_size >= MEMBER_MIN:
-                    member = _file_member(path, sha256.get(rel), level, cache)
+                    member = _file_member(path, sha256.get(rel), how, cache)
                     if struct.unpack("<I", member[-4:])[0] != st.st_size & 0xFFFFFFFF:
                         raise OSError(f"{path} changed while it was packed")
                     stream.whole(member, st.st_size)
@@ -249,6 +251,7 @@ def write_tarball_apart(
     mtime: int,
     level: int,
     *,
+    engine: Engine = "isal",
     cache: Path | None = None,
     sha256: dict[str, str] | None = None,
 ) -> str:
@@ -263,7 +266,7 @@ def write_tarball_apart(
     import sys
 
     request = {"root": str(root), "prefix": prefix, "dest": str(dest), "mtime": mtime,
-               "level": level, "cache": str(cache) if cache else None, "sha256": sha256 or {}}  # fmt: skip
+               "level": level, "engine": engine, "cache": str(cache) if cache else None, "sha256": sha256 or {}}  # fmt: skip
     from release.errors import InfrastructureError
 
     # This very copy of the package, wherever it was imported from.
@@ -296,7 +299,7 @@ def _main() -> None:
     print(
         write_tarball(
             Path(request["root"]), request["prefix"], Path(request["dest"]), request["mtime"],
-            request["level"], cache=Path(request["cache"]) if request["cache"] else None,
+            request["level"], engine=request["engine"], cache=Path(request["cache"]) if request["cache"] else None,
             sha256=request["sha256"],
         )
     )  # fmt: skip

@@ -18,6 +18,7 @@ EXAMPLES: dict[str, str] = {
     "out": 'out = "dist"',
     "cache_dir": 'cache_dir = "~/.cache/dirac-release"',
     "compression_level": "compression_level = 3",
+    "deflate": 'deflate = "isal"  or  deflate = "zlib"',
     "jobs": "jobs = 2",
     "dir": '[state]\ndir = "state"',
     "repositories": '[repositories."dirac.egi.eu"]\nbackend = "directory"\npath = "stratum"\nprefix = "dirac"',

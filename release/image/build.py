@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from release.deflate import Deflate
 from release.errors import BadInput
 from release.image import oci
 
@@ -407,7 +408,7 @@ def env_for(settings: ImageSettings) -> list[str]:
 
 
 def inputs_key(
-    source: Source, *, env: list[str], labels: dict[str, str], level: int,
+    source: Source, *, env: list[str], labels: dict[str, str], deflate: Deflate,
     add_dirs: tuple[str, ...], entries: oci.Entries | None,
 ) -> str:  # fmt: skip
     """What decides the image's bytes, hashed without reading a file's content: so a rerun
@@ -418,20 +419,20 @@ def inputs_key(
     manifest digest (content-addressed already). A key that differs only means a full build,
     which then still finds the same manifest digest when the bytes are the same.
     """
-    layer = layer_key(source, level=level, add_dirs=add_dirs, entries=entries)
+    layer = layer_key(source, deflate=deflate, add_dirs=add_dirs, entries=entries)
     digest = hashlib.sha256(oci.canonical({"layer": layer, "env": env, "labels": labels}))
     return f"sha256:{digest.hexdigest()}"
 
 
 def layer_key(
-    source: Source, *, level: int, add_dirs: tuple[str, ...], entries: oci.Entries | None
+    source: Source, *, deflate: Deflate, add_dirs: tuple[str, ...], entries: oci.Entries | None
 ) -> str:
     """What decides the layer's bytes alone: the inputs key without the image's Env and
     labels (which hold the release). Two releases of a VO on the same base have the same
     layer, so the second reuses the first's blob instead of compressing the base again."""
     digest = hashlib.sha256(oci.canonical({
         "writer": WRITER_VERSION, "arch": source.arch, "base": source.digest,
-        "mtime": source.mtime, "level": level, "add_dirs": list(add_dirs),
+        "mtime": source.mtime, "deflate": deflate.key, "add_dirs": list(add_dirs),
     }))  # fmt: skip
     for entry in entries.items if entries is not None else ():
         line = f"{entry.name}\0{entry.kind}\0{entry.mode:o}\0{entry.link}\0{entry.size}"
@@ -519,10 +520,10 @@ def stage_one(
     env = env_for(settings)
     labels = labels_for(settings, vo=vo, product=product, tag=tag, source=source)
     add_dirs = (*MOUNT_POINTS, *settings.binds)
-    level = config.build.compression_level
+    deflate = Deflate(config.build.deflate, config.build.compression_level)
     step("reading the base")
     entries = oci.tree_entries(source.tree, add_dirs=add_dirs) if source.tree else None
-    build.inputs = inputs_key(source, env=env, labels=labels, level=level, add_dirs=add_dirs,
+    build.inputs = inputs_key(source, env=env, labels=labels, deflate=deflate, add_dirs=add_dirs,
                               entries=entries)  # fmt: skip
     recorded = _in_place(build)
     if recorded is not None and recorded.get("inputs") == build.inputs:
@@ -545,7 +546,7 @@ def stage_one(
             raise BadInput(f"no base for {source.arch}")  # prepare_sources gives one
         build.left_out, build.added = entries.left_out, entries.added
         build.files, build.bytes = entries.files, entries.bytes
-        build.layer_inputs = layer_key(source, level=level, add_dirs=add_dirs,
+        build.layer_inputs = layer_key(source, deflate=deflate, add_dirs=add_dirs,
                                        entries=None if source.tree is None else entries)  # fmt: skip
         reused = _reuse_layer(root / vo, source.arch, build.layer_inputs, staging / "oci")
         if reused is not None:
@@ -555,7 +556,7 @@ def stage_one(
             step(f"writing the layer and the tree ({entries.files} files)")
         image = oci.write_image(staging / "oci", arch=source.arch, entries=entries,
                                 mtime=source.mtime, env=env, labels=labels, ref=tag,
-                                level=level, tree=staging / "tree",
+                                deflate=deflate, tree=staging / "tree",
                                 layer=reused[0] if reused else None)  # fmt: skip
         if source.archive is not None:
             shutil.rmtree(staging / "base")

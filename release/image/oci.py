@@ -13,7 +13,6 @@ runtime brings /dev) and said so. The layout is what `umoci`, skopeo and apptain
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
@@ -26,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from release.deflate import Deflate
 from release.errors import BadInput
 
 LAYOUT_VERSION = "1.0.0"
@@ -168,7 +168,7 @@ def tree_entries(root: Path, add_dirs: Iterable[str] = ()) -> Entries:
 class _Hashing:
     """A write-only stream that hashes and counts what passes, then hands it on."""
 
-    def __init__(self, raw: BinaryIO | gzip.GzipFile | None) -> None:
+    def __init__(self, raw: BinaryIO | None) -> None:
         self.raw = raw
         self.digest = hashlib.sha256()
         self.size = 0
@@ -314,7 +314,7 @@ def write_tree(entries: Entries, dest: Path, mtime: int) -> None:
 
 
 def write_layer(
-    blobs: BlobWriter, entries: Entries, *, mtime: int, level: int, tree: Path | None = None
+    blobs: BlobWriter, entries: Entries, *, mtime: int, deflate: Deflate, tree: Path | None = None
 ) -> Layer:
     """The tree as one gzip layer blob: the reproducible tar described above. With `tree`,
     the tree it unpacks to is written there at the same time, from the same reads."""
@@ -324,8 +324,7 @@ def write_layer(
         with os.fdopen(handle, "wb") as raw:
             packed = _Hashing(raw)
             # filename="" and mtime=0: a gzip header with no name and no time.
-            with gzip.GzipFile(filename="", mode="wb", fileobj=packed,
-                               compresslevel=level, mtime=0) as gz:  # fmt: skip
+            with deflate.gzip_writer(packed) as gz:
                 plain = _Hashing(gz)
                 with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT,  # type: ignore[call-overload]
                                   encoding="utf-8") as tar:  # fmt: skip
@@ -392,7 +391,7 @@ def write_image(
     env: list[str],
     labels: Mapping[str, str],
     ref: str,
-    level: int,
+    deflate: Deflate,
     tree: Path | None = None,
     layer: Layer | None = None,
 ) -> Image:
@@ -404,7 +403,7 @@ def write_image(
     layout.mkdir(parents=True, exist_ok=True)
     blobs = BlobWriter(layout)
     if layer is None:
-        layer = write_layer(blobs, entries, mtime=mtime, level=level, tree=tree)
+        layer = write_layer(blobs, entries, mtime=mtime, deflate=deflate, tree=tree)
     elif tree is not None:
         write_tree(entries, tree, mtime)
     config = blobs.put(

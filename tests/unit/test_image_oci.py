@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import tarfile
@@ -13,6 +14,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from release.deflate import Deflate
 from release.errors import BadInput
 from release.image import oci
 from tests.image_trees import DOC_TIME, LONG, make_rootfs
@@ -83,14 +85,17 @@ LAYOUT = {"type": "object", "required": ["imageLayoutVersion"],
           "properties": {"imageLayoutVersion": {"const": "1.0.0"}}}  # fmt: skip
 
 
+FAST = Deflate("isal", 1)
+
+
 def _image(tmp_path: Path, name: str, arch: str = "x86_64", root: Path | None = None,
-           level: int = 1) -> tuple[Path, oci.Image]:  # fmt: skip
+           deflate: Deflate = FAST) -> tuple[Path, oci.Image]:  # fmt: skip
     root = root or make_rootfs(tmp_path / f"root-{name}", arch)
     entries = oci.tree_entries(root, add_dirs=("/cvmfs", "/etc/grid-security/certificates"))
     layout = tmp_path / f"layout-{name}"
     image = oci.write_image(layout, arch=arch, entries=entries, mtime=DOC_TIME,
                             env=["PATH=/usr/bin:/bin"], labels={"org.diracgrid.image.vo": "dteam"},
-                            ref="v1.0.0", level=level)  # fmt: skip
+                            ref="v1.0.0", deflate=deflate)  # fmt: skip
     return layout, image
 
 
@@ -195,8 +200,13 @@ def _config_of(layout: Path) -> dict[str, Any]:
     return config
 
 
-def test_gzip_level_changes_bytes_not_the_tree(tmp_path: Path) -> None:
-    layout_1, one = _image(tmp_path, "a", level=1)
-    layout_9, nine = _image(tmp_path, "b", level=9)
+def test_deflate_engine_and_level_change_bytes_not_the_tree(tmp_path: Path) -> None:
+    layout_1, one = _image(tmp_path, "a", deflate=Deflate("isal", 1))
+    layout_9, nine = _image(tmp_path, "b", deflate=Deflate("zlib", 9))
+    assert one.layer.descriptor.digest != nine.layer.descriptor.digest
     assert one.layer.diff_id == nine.layer.diff_id
+    for layout, image in ((layout_1, one), (layout_9, nine)):
+        with gzip.open(io.BytesIO(_blob(layout, image.layer.descriptor.digest))) as gz:
+            plain = gz.read()
+        assert f"sha256:{hashlib.sha256(plain).hexdigest()}" == image.layer.diff_id
     assert _config_of(layout_1) == _config_of(layout_9)

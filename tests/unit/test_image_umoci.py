@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from release.deflate import Deflate
 from release.image import oci
 from tests.image_trees import DOC_TIME, make_rootfs
 
@@ -29,7 +30,7 @@ def test_umoci_stats_and_unpacks_the_layout(tmp_path: Path) -> None:
     entries = oci.tree_entries(root, add_dirs=("/cvmfs",))
     oci.write_image(tmp_path / "layout", arch="x86_64", entries=entries, mtime=DOC_TIME,
                     env=["PATH=/usr/bin:/bin"], labels={"org.diracgrid.image.vo": "dteam"},
-                    ref="v1.0.0", level=1)  # fmt: skip
+                    ref="v1.0.0", deflate=Deflate())  # ISA-L, the default  # fmt: skip
     stat = json.loads(umoci("stat", "--json", "--image", f"{tmp_path / 'layout'}:v1.0.0").stdout)
     assert len(stat["history"]) == 1
     umoci("unpack", "--rootless", "--image", f"{tmp_path / 'layout'}:v1.0.0", str(tmp_path / "b"))

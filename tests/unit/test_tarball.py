@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from release.build.tarball import write_tarball
+from release.deflate import Deflate, Engine
 
 EPOCH = 1_795_521_600  # 2026-11-20T12:00:00Z
 
@@ -93,12 +94,28 @@ def test_hardlinks_are_written_as_files(tmp_path: Path) -> None:
         assert extracted is not None and extracted.read() == b"same"
 
 
-@pytest.mark.parametrize("level", [1, 9])
-def test_compression_level_is_deterministic(tmp_path: Path, level: int) -> None:
+@pytest.mark.parametrize(("engine", "level"), [("isal", 1), ("isal", 9), ("zlib", 1), ("zlib", 9)])
+def test_compression_level_is_deterministic(tmp_path: Path, engine: Engine, level: int) -> None:
     tree = make_tree(tmp_path / "t", order=ORDER, mtime=1, umask_exec=True)
-    one = write_tarball(tree, "p", tmp_path / "1.tgz", EPOCH, level)
-    two = write_tarball(tree, "p", tmp_path / "2.tgz", EPOCH, level)
+    one = write_tarball(tree, "p", tmp_path / "1.tgz", EPOCH, level, engine=engine)
+    two = write_tarball(tree, "p", tmp_path / "2.tgz", EPOCH, level, engine=engine)
     assert one == two
+
+
+def test_engines_differ_in_bytes_not_in_what_unpacks(tmp_path: Path) -> None:
+    """ISA-L and zlib write other gzip bytes of the same tar stream; a cached member is
+    kept per engine, so one never ends up in the other's tarball."""
+    tree = big_tree(tmp_path / "t")
+    cache = tmp_path / "members"
+    fast = write_tarball(tree, "p", tmp_path / "isal.tgz", EPOCH, 3, engine="isal", cache=cache)
+    slow = write_tarball(tree, "p", tmp_path / "zlib.tgz", EPOCH, 3, engine="zlib", cache=cache)
+    assert fast != slow
+    with gzip.open(tmp_path / "isal.tgz") as one, gzip.open(tmp_path / "zlib.tgz") as two:
+        assert one.read() == two.read()
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [Deflate("isal", 3).key, Deflate("zlib", 3).key]
+    )
+    assert Deflate("isal", 9).effective_level == 3
 
 
 def big_tree(root: Path) -> Path:

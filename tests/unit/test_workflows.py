@@ -156,6 +156,7 @@ def test_the_images_travel_from_publish_to_the_github_release_checked(tmp_path: 
     """The publish job uploads the OCI layouts of the VO images it published (a note makes
     the artifact exist without images); the GitHub release job downloads them and checks
     every blob against the sha256 it is named by, before attaching them."""
+    from release.deflate import Deflate
     from release.image import oci
     from tests.image_trees import make_rootfs
 
@@ -182,7 +183,7 @@ def test_the_images_travel_from_publish_to_the_github_release_checked(tmp_path: 
     tree = make_rootfs(tmp_path / "tree", "x86_64")
     (tree / "dev/initctl").unlink()  # a FIFO is refused in a layer
     oci.write_image(layout, arch="x86_64", entries=oci.tree_entries(tree), mtime=0, env=[],
-                    labels={}, ref="v9.0.0", level=1)  # fmt: skip
+                    labels={}, ref="v9.0.0", deflate=Deflate())  # fmt: skip
     assert check().returncode == 0
     blob = max((layout / "blobs/sha256").iterdir(), key=lambda p: p.stat().st_size)
     data = bytearray(blob.read_bytes())
