@@ -18,6 +18,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,11 +109,20 @@ def _check_link(root: Path, rel: str, target: str) -> None:
         )
 
 
-def scan_tree(root: Path, arch: str | None, skip: frozenset[str] = frozenset()) -> TreeScan:
+#: What a writer of the tree already knows of a file: given its path and lstat, its sha256
+#: and first bytes (for the ELF check), or None to have it read and hashed.
+Known = Callable[[str, os.stat_result], tuple[str, bytes] | None]
+
+
+def scan_tree(
+    root: Path, arch: str | None, skip: frozenset[str] = frozenset(), known: Known | None = None
+) -> TreeScan:
     """Hash every file under root (sorted, relative POSIX paths) and check ELF machines.
 
     The entries are exactly the manifest's `files`, so the build writes what this returns and
     `verify_tree` compares against it: one pass defines what "matches the manifest" means.
+    `known` spares reading a file whose digest the writer of the tree took as it wrote it
+    (an image build); what it claims is still checked byte by byte when the tree is published.
     """
     scan = TreeScan()
     for dirpath, dirnames, filenames in os.walk(root):
@@ -132,7 +142,8 @@ def scan_tree(root: Path, arch: str | None, skip: frozenset[str] = frozenset()) 
                 continue
             if not stat.S_ISREG(st.st_mode):
                 raise BadInput(f"{rel} is not a regular file, link or directory", where=str(root))
-            digest, head = _hash(path)
+            found = known(rel, st) if known is not None else None
+            digest, head = found if found is not None else _hash(path)
             scan.files.append(
                 {
                     "path": rel,

@@ -175,3 +175,26 @@ def metadata_problems(tree: Path, manifest: dict[str, Any], limit: int = 5) -> l
         if len(problems) >= limit:
             break
     return problems
+
+
+def content_problems(tree: Path, entries: list[dict[str, Any]], limit: int = 5) -> list[str]:
+    """Each listed file's content against its sha256 (read without following a link)."""
+    problems: list[str] = []
+    try:
+        src = DirHandles(tree)
+    except NotSafe as exc:
+        return [f"{tree}: {exc.what}"]
+    with src:
+        for entry in entries:
+            try:
+                fd, _st = src.open_regular(entry["path"])
+            except NotSafe as exc:
+                problems.append(f"{exc.rel}: {exc.what}")
+            else:
+                try:
+                    problems.extend(_read(fd, entry, ANY_ARCH, None))
+                finally:
+                    os.close(fd)
+            if len(problems) >= limit:
+                break
+    return problems

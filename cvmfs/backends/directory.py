@@ -295,6 +295,8 @@ class _Staging:
         self.lock = lock
         self.writing: dict[str, IO[bytes]] = {}
         self.same: dict[str, Path] = {}
+        #: Files whose bytes this staging wrote itself, as they were hashed and matched.
+        self.written: set[str] = set()
 
     def __enter__(self) -> _Staging:
         return self
@@ -321,6 +323,7 @@ class _Staging:
         if handle is not None:
             handle.close()
             if ok:
+                self.written.add(rel)
                 with self.lock:
                     self.known.setdefault((sha256, executable), self.dest / rel)
             return
@@ -366,6 +369,8 @@ class DirectoryTransaction:
         self.removes: list[str] = []
         self._index: dict[tuple[str, bool], Path] | None = None
         self._index_lock = threading.Lock()
+        #: Per synced tree, the files written from the very bytes hashed as they were copied.
+        self._written: dict[str, set[str]] = {}
 
     @classmethod
     def resume(cls, backend: DirectoryBackend, txn_id: str) -> None:
@@ -392,6 +397,7 @@ class DirectoryTransaction:
             problems = check_tree(source, manifest, str(manifest["platform"]), staging)
             if not problems:
                 problems = staging.copy_manifest(source, manifest)
+            self._written[rel] = staging.written
         if problems:
             shown = "; ".join(problems[:5])
             more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
@@ -413,7 +419,24 @@ class DirectoryTransaction:
         self.removes.append(rel)
 
     def verify_staged(self, rel: str, manifest: dict[str, Any]) -> list[str]:
-        return contract.verify_tree(self.staged / rel, manifest)
+        """The staged tree against the manifest: every entry's type, size, mode and link,
+        nothing unlisted, and the content of every file this transaction did not write from
+        bytes it hashed as it copied them (those hardlinked to published files, or copied
+        from them), which is read and hashed here. The content of the files it wrote is what
+        was hashed (hash while copying, not after); the whole published tree is read again
+        after publishing."""
+        from cvmfs.tree_check import content_problems, metadata_problems, unlisted
+
+        tree = self.staged / rel
+        if not tree.is_dir():
+            return [f"/{rel} is not staged"]
+        problems = metadata_problems(tree, manifest)
+        problems += unlisted(tree, {entry["path"] for entry in manifest["files"]})
+        if problems:
+            return problems
+        written = self._written.get(rel, set())
+        unread = [e for e in manifest["files"] if "sha256" in e and e["path"] not in written]
+        return content_problems(tree, unread)
 
     def _moves(self) -> list[str]:
         """The top-most staged paths that do not exist yet: each appears with one rename."""

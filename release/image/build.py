@@ -633,6 +633,11 @@ def place(staged: Staged) -> None:
             tag_dir = build.folder.parent
             replaced = _swap(staging / "oci", build.layout, tag_dir)
             replaced = _swap(staging / "tree", build.folder, tag_dir) or replaced
+            index = oci.index_path(staging / "tree")
+            if index.is_file():
+                index.replace(oci.index_path(build.folder))
+            else:
+                oci.index_path(build.folder).unlink(missing_ok=True)
             build.status = "replaced" if replaced else "written"
     finally:
         shutil.rmtree(staging, ignore_errors=True)

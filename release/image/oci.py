@@ -19,7 +19,7 @@ import os
 import stat
 import tarfile
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -231,16 +231,55 @@ class Layer:
 
 
 class _Tee:
-    """A source file read for the tar stream whose bytes also go to the tree's copy: each
-    file of the base is read once for both (issue #16: read as few times as possible)."""
+    """A source file read for the tar stream whose bytes also go to the tree's copy, hashed on
+    the way: each file of the base is read once for the layer, the tree and the tree's
+    manifest (issue #16: read as few times as possible)."""
 
     def __init__(self, source: BinaryIO, copy: BinaryIO) -> None:
         self.source, self.copy = source, copy
+        self.digest = hashlib.sha256()
+        self.head: bytes | None = None
 
     def read(self, size: int = -1) -> bytes:
         data = self.source.read(size)
+        if self.head is None:
+            self.head = data[:HEAD]
+        self.digest.update(data)
         self.copy.write(data)
         return data
+
+
+#: The first bytes of a file an index keeps: enough for the ELF header check.
+HEAD = 20
+
+
+def index_path(tree: Path) -> Path:
+    """Where the file index of a written tree is kept: beside it, never inside (the tree is
+    published as it is)."""
+    return tree.with_name(f".{tree.name}.files.json")
+
+
+def load_index(tree: Path) -> Callable[[str, os.stat_result], tuple[str, bytes] | None]:
+    """What the build learnt of each file of `tree` as it wrote it, as `scan_tree`'s `known`:
+    a file's digest is taken only while it is the very file written (same inode, same size);
+    anything else is read again. A wrong claim cannot pass: the publisher hashes every file
+    as it copies it and refuses the tree on any difference."""
+    try:
+        data = json.loads(index_path(tree).read_text(encoding="utf-8"))
+        files: dict[str, list[Any]] = data["files"] if data.get("schema") == INDEX_SCHEMA else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        files = {}
+
+    def known(rel: str, st: os.stat_result) -> tuple[str, bytes] | None:
+        found = files.get(rel)
+        if not found or found[0] != st.st_size or found[1] != st.st_ino:
+            return None
+        return str(found[2]), bytes.fromhex(found[3])
+
+    return known
+
+
+INDEX_SCHEMA = "dirac-release/tree-index/1"
 
 
 class TreeWriter:
@@ -252,6 +291,8 @@ class TreeWriter:
     def __init__(self, root: Path, mtime: int) -> None:
         self.root, self.mtime = root, mtime
         self.dirs: list[tuple[Path, int]] = []
+        #: path -> [size, inode, sha256, first bytes (hex)] of each file written
+        self.index: dict[str, list[Any]] = {}
         root.mkdir(parents=True, exist_ok=True)
 
     def add(self, entry: Entry, data: BinaryIO | None = None) -> BinaryIO | None:
@@ -266,15 +307,20 @@ class TreeWriter:
             os.symlink(entry.link, path)
         elif entry.kind == "hardlink":
             os.link(self.root / entry.link, path)
+            if entry.link in self.index:
+                self.index[entry.name] = self.index[entry.link]
         else:
             return path.open("wb")
         os.utime(path, (self.mtime, self.mtime), follow_symlinks=False)
         return None
 
-    def close_file(self, entry: Entry, copy: BinaryIO) -> None:
+    def close_file(self, entry: Entry, copy: BinaryIO, digest: str = "", head: bytes = b"") -> None:
         copy.close()
         path = self.root / entry.name
-        size = path.stat().st_size
+        st = path.stat()
+        size = st.st_size
+        if digest:
+            self.index[entry.name] = [size, st.st_ino, digest, head.hex()]
         if size != entry.size:
             from release.errors import InfrastructureError
 
@@ -287,18 +333,24 @@ class TreeWriter:
         os.utime(path, (self.mtime, self.mtime))
 
     def copy_file(self, entry: Entry, source: Path) -> None:
-        """A file's bytes straight from its source (copy_file_range where the kernel can)."""
-        import shutil
-
+        """A file's bytes from its source, hashed as they are copied (for the index)."""
         path = self.root / entry.name
-        shutil.copyfile(source, path)
-        with path.open("rb") as copy:
-            self.close_file(entry, copy)
+        digest = hashlib.sha256()
+        head: bytes | None = None
+        with source.open("rb") as data, path.open("wb") as copy:
+            while chunk := data.read(1 << 20):
+                if head is None:
+                    head = chunk[:HEAD]
+                digest.update(chunk)
+                copy.write(chunk)
+            self.close_file(entry, copy, digest.hexdigest(), head or b"")
 
     def finish(self) -> None:
         for path, mode in reversed(self.dirs):
             path.chmod(mode)
             os.utime(path, (self.mtime, self.mtime))
+        index = {"schema": INDEX_SCHEMA, "files": self.index}
+        index_path(self.root).write_text(json.dumps(index, sort_keys=True), encoding="utf-8")
 
 
 def write_tree(entries: Entries, dest: Path, mtime: int) -> None:
@@ -336,8 +388,10 @@ def write_layer(
                                 if writer is None or copy is None:
                                     tar.addfile(info, data)
                                 else:
-                                    tar.addfile(info, _Tee(data, copy))
-                                    writer.close_file(entry, copy)
+                                    tee = _Tee(data, copy)
+                                    tar.addfile(info, tee)
+                                    writer.close_file(entry, copy, tee.digest.hexdigest(),
+                                                      tee.head or b"")  # fmt: skip
                         else:
                             tar.addfile(info)
                             if writer is not None:

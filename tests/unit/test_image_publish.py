@@ -355,3 +355,52 @@ def test_a_bad_image_name_is_refused_on_load(tmp_path: Path, name: str) -> None:
     )
     with pytest.raises(ConfigError, match="is not a plain image name"):
         load_config(tmp_path / "release.toml", environ={})
+
+
+def test_the_tree_manifest_takes_the_digests_the_build_took(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Publishing does not hash the built tree again to list it: the build hashed each file
+    as it wrote it (its index beside the tree); only what the index does not hold is read."""
+    from cvmfs import bundle_contract
+
+    config = _config(site)
+    _build(config, site, "v9.0.0")
+    hashed: list[str] = []
+    real = bundle_contract._hash
+
+    def spy(path: Path) -> tuple[str, bytes]:
+        hashed.append(path.as_posix())
+        return real(path)
+
+    monkeypatch.setattr(bundle_contract, "_hash", spy)
+    [result] = publish_images(config, version="v9.0.0", out=site / "images")
+    assert result["status"] == "published"
+    staged = {p.rsplit("/.publish/", 1)[1] for p in hashed if "/.publish/" in p}
+    trees = {p for p in staged if not p.startswith("oci/")}
+    # Only what was not written with the layer: the image's own record (written after) and
+    # the markers that keep empty folders (written by the layout for publishing).
+    assert {"aarch64/.dirac-release/image.json", "x86_64/.dirac-release/image.json"} <= trees
+    odd = [
+        p for p in trees if not p.endswith(("/.dirac-release/image.json", "/.dirac-release-keep"))
+    ]
+    assert not odd, odd
+    # The OCI layouts: the blobs are named by their digest; only index.json and oci-layout.
+    assert sorted(p for p in staged if p.startswith("oci/")) == sorted(
+        f"oci/{arch}/{name}" for arch in ("x86_64", "aarch64") for name in ("index.json", "oci-layout"))  # fmt: skip
+    assert "x86_64/etc/os-release" not in trees
+
+
+def test_a_built_file_changed_in_place_is_refused_with_nothing_published(site: Path) -> None:
+    """The index names a file by inode and size: an edit that keeps both is not seen when the
+    manifest is made, but the publisher reads every byte and refuses the image whole."""
+    config = _config(site)
+    _build(config, site, "v9.0.0")
+    built = site / "images/dteam/v9.0.0/aarch64/etc/os-release"
+    data = built.read_bytes()
+    built.chmod(0o644)
+    with built.open("r+b") as handle:  # the same inode, the same size
+        handle.write(data[:-2] + b"X\n")
+    with pytest.raises(BadInput, match=r"etc/os-release: content differs from the manifest"):
+        publish_images(config, version="v9.0.0", out=site / "images")
+    assert not _containers(site).exists() and "image-dteam-v9.0.0" not in _tags(site)

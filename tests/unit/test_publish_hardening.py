@@ -26,7 +26,7 @@ from release.config import load_config
 from release.errors import BadInput
 from release.publish import init_repository, publish_release
 from tests.conftest import lab_skip
-from tests.publishing import make_bundle, write_config
+from tests.publishing import default_files, make_bundle, write_config
 
 Manifest = dict[str, Any]
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
@@ -512,3 +512,44 @@ def test_every_published_file_is_read_only(site: Path) -> None:
                 checked += 1
     assert (version / ".cvmfscatalog").is_file()
     assert checked > 40
+
+
+# -- what the staged verification reads ---------------------------------------------------
+
+
+def test_a_damaged_published_file_is_never_what_a_new_version_links_to(site: Path) -> None:
+    """A new version's files that are already published become hardlinks to them: the staged
+    verification reads those (the files it wrote itself it hashed as it copied them), so a
+    published file damaged in place (same size, other bytes) stops the publication."""
+    from cvmfs.errors import CheckFailed
+
+    shared = site / "stratum/vodemo.egi.eu/vodemo" / OLD / "Linux-x86_64/lib/pkg/mod007.py"
+    data = shared.read_bytes()
+    shared.chmod(0o644)
+    shared.write_bytes(data.replace(b"shared", b"SHARED"))
+    shared.chmod(0o444)
+    before = snapshot(site / "stratum")
+    with pytest.raises(CheckFailed, match=r"staged tree differs.*lib/pkg/mod007\.py"):
+        publish(site, NEW)
+    assert snapshot(site / "stratum") == before  # nothing published, the damage left to see
+
+
+def test_files_written_by_the_copy_are_not_read_again_before_publishing(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hash while copying, not after: the staged check reads only the files the copy did
+    not write itself (those v1.0.0 has too, hardlinked to it), never the new ones."""
+    from cvmfs import tree_check
+
+    read: list[str] = []
+    real = tree_check.content_problems
+
+    def spy(tree: Path, entries: list[dict[str, Any]], limit: int = 5) -> list[str]:
+        read.extend(entry["path"] for entry in entries)
+        return real(tree, entries, limit)
+
+    monkeypatch.setattr(tree_check, "content_problems", spy)
+    assert publish(site, NEW)["status"] == "published"
+    new = {"diracosrc", ".dirac-release/requirements.lock"}  # the only files naming the tag
+    unchanged = set(default_files(NEW, "x86_64")) - new
+    assert sorted(read) == sorted([*unchanged, *(set(default_files(NEW, "aarch64")) - new)])
