@@ -89,9 +89,9 @@ class TreeScan:
     total_bytes: int = 0
 
 
-def _hash(path: Path) -> tuple[str, bytes]:
+def _hash(path: Path | str) -> tuple[str, bytes]:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open(path, "rb") as handle:
         head = handle.read(_CHUNK)
         digest.update(head)
         while chunk := handle.read(_CHUNK):
@@ -125,16 +125,18 @@ def scan_tree(
     (an image build); what it claims is still checked byte by byte when the tree is published.
     """
     scan = TreeScan()
-    for dirpath, dirnames, filenames in os.walk(root):
+    top = os.fspath(root)
+    # Plain strings, not Path objects: a tree has tens of thousands of entries.
+    for dirpath, dirnames, filenames in os.walk(top):
         dirnames.sort()
-        base = Path(dirpath)
-        rel_dir = base.relative_to(root).as_posix()
-        for name in sorted(filenames + [d for d in dirnames if (base / d).is_symlink()]):
-            path = base / name
+        rel_dir = os.path.relpath(dirpath, top)
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        for name in sorted(filenames + links):
+            path = os.path.join(dirpath, name)
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
             if rel in skip:
                 continue
-            st = path.lstat()
+            st = os.lstat(path)
             if stat.S_ISLNK(st.st_mode):
                 target = os.readlink(path)
                 _check_link(root, rel, target)
@@ -158,7 +160,7 @@ def scan_tree(
                 scan.elf_files += 1
                 if arch is not None and not elf.matches(header, arch):
                     scan.wrong_arch.append((rel, header.machine_name))
-        dirnames[:] = [d for d in dirnames if not (base / d).is_symlink()]
+        dirnames[:] = [d for d in dirnames if d not in links]
     return scan
 
 

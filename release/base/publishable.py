@@ -93,7 +93,7 @@ def _relative_target(rel: str, target: str, root_path: str, layout: str) -> str 
     return os.path.relpath(inside, os.path.dirname(rel) or ".")
 
 
-def _place(src: Path, dest: Path) -> None:
+def _place(src: Path | str, dest: Path | str) -> None:
     try:
         os.link(src, dest, follow_symlinks=False)
     except OSError:
@@ -107,39 +107,41 @@ def stage_tree(src: Path, dest: Path, *, layout: str, arch: str) -> StagedPlatfo
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    for dirpath, dirnames, filenames in os.walk(src):
-        here = Path(dirpath)
-        rel_dir = here.relative_to(src).as_posix()
-        out_dir = dest if rel_dir == "." else dest / rel_dir
+    top = os.fspath(src)
+    # Plain strings, not Path objects: a root filesystem has tens of thousands of entries.
+    for dirpath, dirnames, filenames in os.walk(top):
+        rel_dir = os.path.relpath(dirpath, top)
+        out_dir = os.fspath(dest if rel_dir == "." else dest / rel_dir)
         kept = []
         for name in sorted([*dirnames, *filenames]):
-            path = here / name
+            path = os.path.join(dirpath, name)
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            st = path.lstat()
+            out = os.path.join(out_dir, name)
+            st = os.lstat(path)
             if stat.S_ISDIR(st.st_mode):
-                (out_dir / name).mkdir()
+                os.mkdir(out)
                 kept.append(name)
             elif stat.S_ISLNK(st.st_mode):
                 target = os.readlink(path)
                 if target.startswith("/"):
-                    relative = _relative_target(rel, target, str(src), layout)
+                    relative = _relative_target(rel, target, top, layout)
                     if relative is None:
                         escaping.append(f"{rel} -> {target}")
                         continue
                     target = relative
                     staged.relinked += 1
-                os.symlink(target, out_dir / name)
+                os.symlink(target, out)
             elif stat.S_ISREG(st.st_mode):
                 if st.st_mode & 0o7777 not in (0o755, 0o644):
                     staged.normalised.append(f"{rel} ({st.st_mode & 0o7777:o})")
                 if not st.st_mode & 0o004:
                     staged.private.append(rel)
-                _place(path, out_dir / name)
+                _place(path, out)
             else:
                 staged.left_out.append(rel)
         dirnames[:] = [d for d in dirnames if d in kept]
         if not os.listdir(out_dir) and rel_dir != ".":
-            (out_dir / KEEP_NAME).write_bytes(b"")
+            Path(out_dir, KEEP_NAME).write_bytes(b"")
     if layout == "rootfs":
         for name in ROOTFS_MOUNT_POINTS:
             if not os.path.lexists(dest / name):

@@ -369,8 +369,8 @@ def test_the_tree_manifest_takes_the_digests_the_build_took(
     hashed: list[str] = []
     real = bundle_contract._hash
 
-    def spy(path: Path) -> tuple[str, bytes]:
-        hashed.append(path.as_posix())
+    def spy(path: Path | str) -> tuple[str, bytes]:
+        hashed.append(os.fspath(path))
         return real(path)
 
     monkeypatch.setattr(bundle_contract, "_hash", spy)

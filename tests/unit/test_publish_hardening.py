@@ -551,5 +551,8 @@ def test_files_written_by_the_copy_are_not_read_again_before_publishing(
     monkeypatch.setattr(tree_check, "content_problems", spy)
     assert publish(site, NEW)["status"] == "published"
     new = {"diracosrc", ".dirac-release/requirements.lock"}  # the only files naming the tag
-    unchanged = set(default_files(NEW, "x86_64")) - new
-    assert sorted(read) == sorted([*unchanged, *(set(default_files(NEW, "aarch64")) - new)])
+    for rel in set(default_files(NEW, "x86_64")) - new:  # hardlinked to v1.0.0: read, per arch
+        assert read.count(rel) == 2, (rel, read.count(rel))
+    # A new file is written by the copy of one platform at least; the other platform's copy,
+    # when the same bytes were already staged, links to it and that link is read.
+    assert all(read.count(rel) <= 1 for rel in new), read
