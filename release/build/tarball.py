@@ -23,7 +23,7 @@ import struct
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from release.build.manifest import normal_mode
 from release.deflate import Deflate, Engine
@@ -255,55 +255,27 @@ def write_tarball_apart(
     cache: Path | None = None,
     sha256: dict[str, str] | None = None,
 ) -> str:
-    """`write_tarball` in a process of its own, so two platforms pack at once.
-
-    Packing is mostly Python work per file (headers, small reads) that holds the GIL: two
-    platforms packed by two threads of one process take turns, by two processes they run on
-    two cores. Arguments go as JSON on stdin, the digest comes back on stdout.
-    """
-    import json
-    import subprocess
-    import sys
+    """`write_tarball` in a process of its own, so two platforms pack at once
+    (`release.apart`: packing holds the GIL); returns the sha256 of the bytes."""
+    from release.apart import run_apart
 
     request = {"root": str(root), "prefix": prefix, "dest": str(dest), "mtime": mtime,
-               "level": level, "engine": engine, "cache": str(cache) if cache else None, "sha256": sha256 or {}}  # fmt: skip
-    from release.errors import InfrastructureError
-
-    # This very copy of the package, wherever it was imported from.
-    home = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (home, os.environ.get("PYTHONPATH", "")) if p)}  # fmt: skip
-    proc = subprocess.run(
-        [sys.executable, "-m", "release.build.tarball"],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-    )
-    digest = proc.stdout.strip()
-    if proc.returncode != 0 or len(digest) != 64:
-        raise InfrastructureError(
-            f"packing {dest.name} failed: {proc.stderr.strip()[-2000:] or proc.returncode}",
-            where=str(root),
-            fix="free disk space or fix the permissions the message names, then build again",
-        )
-    return digest
+               "level": level, "engine": engine, "cache": str(cache) if cache else None,
+               "sha256": sha256 or {}}  # fmt: skip
+    digest = run_apart("release.build.tarball", request, what=f"packing {dest.name}",
+                       where=str(root))  # fmt: skip
+    return str(digest)
 
 
-def _main() -> None:
-    import json
-    import sys
-
-    request = json.load(sys.stdin)
-    print(
-        write_tarball(
-            Path(request["root"]), request["prefix"], Path(request["dest"]), request["mtime"],
-            request["level"], engine=request["engine"], cache=Path(request["cache"]) if request["cache"] else None,
-            sha256=request["sha256"],
-        )
+def _write(request: dict[str, Any]) -> str:
+    return write_tarball(
+        Path(request["root"]), request["prefix"], Path(request["dest"]), request["mtime"],
+        request["level"], engine=request["engine"],
+        cache=Path(request["cache"]) if request["cache"] else None, sha256=request["sha256"],
     )  # fmt: skip
 
 
 if __name__ == "__main__":
-    _main()
+    from release.apart import serve
+
+    serve(_write)

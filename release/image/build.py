@@ -557,7 +557,8 @@ def stage_one(
         image = oci.write_image(staging / "oci", arch=source.arch, entries=entries,
                                 mtime=source.mtime, env=env, labels=labels, ref=tag,
                                 deflate=deflate, tree=staging / "tree",
-                                layer=reused[0] if reused else None)  # fmt: skip
+                                layer=reused[0] if reused else None,
+                                apart=config.build.jobs > 1)  # fmt: skip
         if source.archive is not None:
             shutil.rmtree(staging / "base")
         build.manifest_digest = image.manifest.digest

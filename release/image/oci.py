@@ -408,6 +408,37 @@ def write_layer(
                  f"sha256:{plain.digest.hexdigest()}")  # fmt: skip
 
 
+def write_layer_apart(
+    blobs: BlobWriter, entries: Entries, *, mtime: int, deflate: Deflate, tree: Path | None
+) -> Layer:
+    """`write_layer` in a process of its own (`release.apart`), the same bytes."""
+    from release.apart import run_apart
+
+    request = {
+        "layout": str(blobs.layout), "mtime": mtime, "engine": deflate.engine,
+        "level": deflate.level, "tree": str(tree) if tree is not None else None,
+        "entries": [[e.name, e.kind, e.mode, str(e.source) if e.source else None, e.link, e.size]
+                    for e in entries.items],
+    }  # fmt: skip
+    answer = run_apart("release.image.oci", request, what="writing the image layer",
+                       where=str(blobs.layout))  # fmt: skip
+    return Layer(Descriptor(MEDIA_LAYER_GZIP, answer["digest"], answer["size"]), answer["diff_id"])
+
+
+def _write_layer(request: dict[str, Any]) -> dict[str, Any]:
+    entries = Entries(items=[
+        Entry(name, kind, mode, Path(source) if source else None, link, size)
+        for name, kind, mode, source, link, size in request["entries"]
+    ])  # fmt: skip
+    layer = write_layer(
+        BlobWriter(Path(request["layout"])), entries, mtime=request["mtime"],
+        deflate=Deflate(request["engine"], request["level"]),
+        tree=Path(request["tree"]) if request["tree"] else None,
+    )  # fmt: skip
+    descriptor = layer.descriptor
+    return {"digest": descriptor.digest, "size": descriptor.size, "diff_id": layer.diff_id}
+
+
 @dataclass(frozen=True)
 class Image:
     """One architecture's image in a layout: what the index points at."""
@@ -448,15 +479,20 @@ def write_image(
     deflate: Deflate,
     tree: Path | None = None,
     layer: Layer | None = None,
+    apart: bool = False,
 ) -> Image:
     """A whole OCI image layout at `layout` (a new folder) holding one image for `arch`.
 
     `tree`: also write the tree the layer unpacks to (see write_layer). `layer`: a layer
     whose blob is already in the layout (reused), so only config, manifest and index are new.
+    `apart`: the layer and tree are written by a process of their own (`release.apart`),
+    so the architectures a build makes at once run on as many cores.
     """
     layout.mkdir(parents=True, exist_ok=True)
     blobs = BlobWriter(layout)
-    if layer is None:
+    if layer is None and apart:
+        layer = write_layer_apart(blobs, entries, mtime=mtime, deflate=deflate, tree=tree)
+    elif layer is None:
         layer = write_layer(blobs, entries, mtime=mtime, deflate=deflate, tree=tree)
     elif tree is not None:
         write_tree(entries, tree, mtime)
@@ -494,3 +530,9 @@ def read_layout_image(layout: Path) -> tuple[dict[str, Any], dict[str, Any], str
     config_digest = manifest["config"]["digest"].removeprefix("sha256:")
     config = json.loads((blobs / config_digest).read_bytes())
     return manifest, config, str(descriptor["digest"])
+
+
+if __name__ == "__main__":
+    from release.apart import serve
+
+    serve(_write_layer)
