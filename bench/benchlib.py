@@ -101,11 +101,14 @@ def busy(enabled: bool) -> Iterator[None]:
 
 def alternate(runs: int, *measures: Callable[[int], float]) -> list[list[float]]:
     """Each measure `runs` times, in alternating order (forward, then backward), so that
-    neither side is always the one that runs after the other's write-back or cache warm-up."""
+    neither side is always the one that runs after the other's cache warm-up. Each starts
+    with the disk settled (`os.sync()`, outside the figure): otherwise a run pays for the
+    write-back of the gigabytes the runs before it wrote, which no single release does."""
     samples: list[list[float]] = [[] for _ in measures]
     for run in range(runs):
         order = list(enumerate(measures))
         for index, measure in order if run % 2 == 0 else reversed(order):
+            os.sync()
             samples[index].append(measure(run))
     return samples
 

@@ -148,6 +148,9 @@ def main() -> int:
         sites: list[Path] = []
 
         def measure_ours(run: int) -> float:
+            for old in sites:  # only the last run's folder is kept (for the republish)
+                shutil.rmtree(old)
+            sites.clear()
             site = new_site(Path(tmp))
             sites.append(site)
             total, build, publish, reused = ours(site, "v9.0.0")

@@ -252,7 +252,7 @@ def publish(
         *(f"point /{folder}/{name} -> {target}" for folder, name, target in views),
         *(f"sync {tree} -> /{rel} ({len(manifest['files'])} files)"
           for rel, (tree, manifest) in extras.items()),
-        "verify every staged file against the manifests (sha256)",
+        "verify every staged file against the manifests",
         f"publish with tag {tag_name}",
         "verify the published tree again",
     ]  # fmt: skip

@@ -363,9 +363,20 @@ def test_the_tree_manifest_takes_the_digests_the_build_took(
     """Publishing does not hash the built tree again to list it: the build hashed each file
     as it wrote it (its index beside the tree); only what the index does not hold is read."""
     from cvmfs import bundle_contract
+    from release.image.publishable import publishable
 
     config = _config(site)
     _build(config, site, "v9.0.0")
+    # Laid out by a process per architecture (build.jobs 2) or here (1): the same manifests.
+    apart = publishable(config, version="v9.0.0", vo="dteam", out=site / "images",
+                        staging=site / "apart")  # fmt: skip
+    text = (site / "release.toml").read_text().replace("compression_level = 1",
+                                                       "compression_level = 1\njobs = 1")  # fmt: skip
+    (site / "release.toml").write_text(text)
+    config = load_config(site / "release.toml", environ={})
+    here = publishable(config, version="v9.0.0", vo="dteam", out=site / "images",
+                       staging=site / "here")  # fmt: skip
+    assert {a: i.manifest for a, i in apart.items()} == {a: i.manifest for a, i in here.items()}
     hashed: list[str] = []
     real = bundle_contract._hash
 
