@@ -523,11 +523,12 @@ def test_a_damaged_published_file_is_never_what_a_new_version_links_to(site: Pat
     published file damaged in place (same size, other bytes) stops the publication."""
     from cvmfs.errors import CheckFailed
 
-    shared = site / "stratum/vodemo.egi.eu/vodemo" / OLD / "Linux-x86_64/lib/pkg/mod007.py"
-    data = shared.read_bytes()
-    shared.chmod(0o644)
-    shared.write_bytes(data.replace(b"shared", b"SHARED"))
-    shared.chmod(0o444)
+    for arch in ("x86_64", "aarch64"):  # both copies (one file or two, as the copy went)
+        shared = site / "stratum/vodemo.egi.eu/vodemo" / OLD / f"Linux-{arch}/lib/pkg/mod007.py"
+        data = shared.read_bytes()
+        shared.chmod(0o644)
+        shared.write_bytes(data.replace(b"shared", b"SHARED"))
+        shared.chmod(0o444)
     before = snapshot(site / "stratum")
     with pytest.raises(CheckFailed, match=r"staged tree differs.*lib/pkg/mod007\.py"):
         publish(site, NEW)
