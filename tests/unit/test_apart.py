@@ -31,7 +31,9 @@ def test_a_release_error_comes_back_as_the_same_kind_with_its_fix() -> None:
 
 
 def test_a_crash_is_an_infrastructure_error_naming_what_failed() -> None:
-    with pytest.raises(InfrastructureError, match=r"writing the layer failed: OSError: No space left on device$"):
+    with pytest.raises(
+        InfrastructureError, match=r"writing the layer failed: OSError: No space left on device$"
+    ):
         run_apart(CHILD, {"do": "crash"}, what="writing the layer", where="here")
 
 
