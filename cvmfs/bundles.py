@@ -35,6 +35,26 @@ class BundleSet:
     trees: dict[str, Path] = field(default_factory=dict)
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
     manifest_sha256: dict[str, str] = field(default_factory=dict)
+    #: The other files SHA256SUMS lists (the tarballs: name -> sha256), checked by
+    #: `check_listed` once the publisher knows it has something to publish.
+    listed: dict[str, str] = field(default_factory=dict)
+
+    def check_listed(self) -> None:
+        """Every other file SHA256SUMS lists is there and hashes to its line.
+
+        Not part of loading: the tarballs are not published to CVMFS, and a rerun that finds
+        the release already published should not read their hundreds of megabytes. Every
+        publication and plan checks them before anything is opened.
+        """
+        for name, digest in sorted(self.listed.items()):
+            actual_file = _sha256_of(self.version_dir, name)
+            if actual_file != digest:
+                raise BadInput(
+                    f"{name} "
+                    + ("is missing" if actual_file is None else "does not match SHA256SUMS"),
+                    where=str(self.version_dir),
+                    fix=f"the bundles changed after they were built: {rebuild_fix(self.tag)}",
+                )
 
     @property
     def digest(self) -> str:
@@ -149,8 +169,13 @@ def read_manifest_file(tree: Path, arch: str, tag: str) -> tuple[dict[str, Any],
     return manifest_rules.validate(label, data), raw
 
 
-def load_bundles(out: Path, product: str, tag: str, platforms: list[str]) -> BundleSet:
-    """Load the bundles and check everything but the trees' content (see cvmfs.tree_check)."""
+def load_bundles(
+    out: Path, product: str, tag: str, platforms: list[str], *, listed: bool = True
+) -> BundleSet:
+    """Load the bundles and check everything but the trees' content (see cvmfs.tree_check).
+
+    `listed=False` leaves the other files SHA256SUMS lists to `BundleSet.check_listed`,
+    which `cvmfs.publisher.publish` calls when it has something to publish."""
     version_dir = out / tag
     sums_path = version_dir / bundle_contract.SUMS_NAME
     sums = read_sums(sums_path, tag)
@@ -180,17 +205,14 @@ def load_bundles(out: Path, product: str, tag: str, platforms: list[str]) -> Bun
         bundles.trees[arch] = tree
         bundles.manifests[arch] = manifest
         bundles.manifest_sha256[arch] = actual
-    # Everything else SHA256SUMS lists (the tarballs) must be there and hash to its line.
+    # Everything else SHA256SUMS lists (the tarballs) must be there and hash to its line:
+    # checked by the publisher (check_listed) when there is something to publish.
     for name, digest in sorted(sums.items()):
         if name.endswith(manifest_rules.MANIFEST_REL):
             arch = name.split("/", 1)[0].removeprefix("Linux-")
             if arch in bundles.manifests:
                 continue
-        actual_file = _sha256_of(version_dir, name)
-        if actual_file != digest:
-            raise BadInput(
-                f"{name} " + ("is missing" if actual_file is None else "does not match SHA256SUMS"),
-                where=str(version_dir),
-                fix=f"the bundles changed after they were built: {rebuild_fix(tag)}",
-            )
+        bundles.listed[name] = digest
+    if listed:
+        bundles.check_listed()
     return bundles

@@ -225,6 +225,7 @@ def publish(
     if _already_published(backend, layout, bundles, tag_name, links, result, extras, views):
         result.seconds = time.monotonic() - started
         return result
+    bundles.check_listed()
     entries = backend.entries(layout.prefix)
     if bundles.tag in entries:
         raise BadInput(

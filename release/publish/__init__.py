@@ -64,7 +64,8 @@ def publish_release(
     out = (out or config.resolve_path(config.build.out)).absolute()
     # The trees' content is checked file by file by the publisher itself (in the plan, and as
     # it copies): here only what SHA256SUMS and the manifests say is loaded and checked.
-    bundles = load_bundles(out, name, release_version.tag, list(config.platforms))
+    # The tarballs SHA256SUMS lists are hashed by the publisher only when it publishes.
+    bundles = load_bundles(out, name, release_version.tag, list(config.platforms), listed=False)
     backend = target.backend()
     layout = target.layout
     tag_name = target.tag_name(release_version.tag)

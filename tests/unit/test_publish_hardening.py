@@ -557,3 +557,32 @@ def test_files_written_by_the_copy_are_not_read_again_before_publishing(
     # A new file is written by the copy of one platform at least; the other platform's copy,
     # when the same bytes were already staged, links to it and that link is read.
     assert all(read.count(rel) <= 1 for rel in new), read
+
+
+def test_a_republish_reads_no_tarball_and_a_publication_checks_them(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tarballs SHA256SUMS lists are not published to CVMFS: a rerun that finds the
+    release published does not hash them (hundreds of MB for DIRAC); a publication does,
+    before anything is opened (the damage cases above: 'tarball-changed', 'tarball-missing')."""
+    from cvmfs import bundles as bundles_module
+
+    tarball = site / "dist" / NEW / "vodemo-v1.0.1-x86_64.tar.gz"
+    tarball.write_bytes(b"tarball")
+    sums = site / "dist" / NEW / "SHA256SUMS"
+    sums.write_text(
+        sums.read_text() + f"{hashlib.sha256(b'tarball').hexdigest()}  {tarball.name}\n"
+    )
+    hashed: list[str] = []
+    real = bundles_module._sha256_of
+
+    def spy(version_dir: Path, name: str) -> str | None:
+        hashed.append(name)
+        return real(version_dir, name)
+
+    monkeypatch.setattr(bundles_module, "_sha256_of", spy)
+    assert publish(site, NEW)["status"] == "published"
+    assert hashed == [tarball.name]
+    hashed.clear()
+    assert publish(site, NEW)["status"] == "already published"
+    assert hashed == []
