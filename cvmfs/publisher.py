@@ -68,10 +68,19 @@ def _published_digest(backend: Backend, layout: Layout, bundles: BundleSet) -> d
     return same
 
 
-def _per_platform(bundles: BundleSet, check: Callable[[str], list[str]]) -> list[str]:
-    """Run one check per platform in parallel (hashing releases the GIL); all problems found."""
-    with ThreadPoolExecutor(max_workers=len(bundles.trees)) as pool:
-        return [problem for found in pool.map(check, list(bundles.trees)) for problem in found]
+def _every_tree(
+    bundles: BundleSet,
+    extras: dict[str, tuple[Path, dict[str, Any]]],
+    check: Callable[[str, dict[str, Any]], list[str]],
+) -> list[str]:
+    """One check per platform and per extra tree, all at once (hashing releases the GIL):
+    every problem found, the platforms' first. `check` gets a repository path or, for a
+    platform, its name, and the manifest."""
+    jobs = [(arch, bundles.manifests[arch]) for arch in bundles.trees]
+    jobs += [(rel, manifest) for rel, (_tree, manifest) in extras.items()]
+    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+        found = pool.map(lambda job: check(*job), jobs)
+        return [problem for problems in found for problem in problems]
 
 
 def _already_published(
@@ -260,15 +269,13 @@ def publish(
     if plan:
         # The very checks the publish makes as it copies, so the plan refuses what it would.
         say("checking the bundles file by file")
-        problems = _per_platform(
+        problems = _every_tree(
             bundles,
-            lambda arch: check_tree(bundles.trees[arch], bundles.manifests[arch], arch),
+            extras,
+            lambda name, manifest: check_tree(
+                bundles.trees[name] if name in bundles.trees else extras[name][0], manifest, name
+            ),
         )
-        problems += [
-            problem
-            for rel, (tree, manifest) in extras.items()
-            for problem in check_tree(tree, manifest, rel)
-        ]
         if problems:
             raise BadInput(
                 f"the bundles of {bundles.tag} do not match their manifests: "
@@ -317,17 +324,14 @@ def publish(
         failpoints.reached("synced")
         # 4. Verify the staged tree.
         say("verifying the staged tree")
-        problems = _per_platform(
+        problems = _every_tree(
             bundles,
-            lambda arch: txn.verify_staged(
-                layout.platform_dir(bundles.tag, arch), bundles.manifests[arch]
+            extras,
+            lambda name, manifest: txn.verify_staged(
+                layout.platform_dir(bundles.tag, name) if name in bundles.trees else name,
+                manifest,
             ),
         )
-        problems += [
-            problem
-            for rel, (_tree, manifest) in extras.items()
-            for problem in txn.verify_staged(rel, manifest)
-        ]
         if problems:
             raise CheckFailed(
                 f"the staged tree differs from the manifests: {'; '.join(problems[:5])}",
@@ -352,17 +356,13 @@ def publish(
     failpoints.reached("published")
     # 6. Verify again, as a client would see it.
     say("verifying the publication")
-    problems = _per_platform(
+    problems = _every_tree(
         bundles,
-        lambda arch: backend.verify_published(
-            layout.platform_dir(bundles.tag, arch), bundles.manifests[arch]
+        extras,
+        lambda name, manifest: backend.verify_published(
+            layout.platform_dir(bundles.tag, name) if name in bundles.trees else name, manifest
         ),
     )
-    problems += [
-        problem
-        for rel, (_tree, manifest) in extras.items()
-        for problem in backend.verify_published(rel, manifest)
-    ]
     if problems:
         raise CheckFailed(
             f"{tag_name} was published but does not verify: {'; '.join(problems[:5])}",
