@@ -35,17 +35,24 @@ class BundleSet:
     trees: dict[str, Path] = field(default_factory=dict)
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)
     manifest_sha256: dict[str, str] = field(default_factory=dict)
-    #: The other files SHA256SUMS lists (the tarballs: name -> sha256), checked by
-    #: `check_listed` once the publisher knows it has something to publish.
+    #: The other files SHA256SUMS lists (the tarballs: name -> sha256), and the platforms
+    #: whose manifests the rules have not been run on yet: both left to `check_deferred`.
     listed: dict[str, str] = field(default_factory=dict)
+    unchecked: list[str] = field(default_factory=list)
 
-    def check_listed(self) -> None:
-        """Every other file SHA256SUMS lists is there and hashes to its line.
+    def check_deferred(self) -> None:
+        """What loading with `deferred` left: every manifest passes the manifest rules, and
+        every other file SHA256SUMS lists is there and hashes to its line.
 
-        Not part of loading: the tarballs are not published to CVMFS, and a rerun that finds
-        the release already published should not read their hundreds of megabytes. Every
-        publication and plan checks them before anything is opened.
+        Not part of loading for the publisher: a rerun that finds this very release published
+        (its tag recording these manifests' digest, so bytes the rules passed when it was
+        published) should not run the rules over 18,000 entries again, nor read the
+        tarballs' hundreds of megabytes (they are not published to CVMFS). Every publication
+        and plan calls this before anything is opened.
         """
+        for arch in list(self.unchecked):
+            manifest_rules.validate(f"Linux-{arch}", self.manifests[arch])
+            self.unchecked.remove(arch)
         for name, digest in sorted(self.listed.items()):
             actual_file = _sha256_of(self.version_dir, name)
             if actual_file != digest:
@@ -55,6 +62,7 @@ class BundleSet:
                     where=str(self.version_dir),
                     fix=f"the bundles changed after they were built: {rebuild_fix(self.tag)}",
                 )
+        self.listed.clear()
 
     @property
     def digest(self) -> str:
@@ -131,8 +139,13 @@ def _sha256_of(version_dir: Path, name: str) -> str | None:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def read_manifest_file(tree: Path, arch: str, tag: str) -> tuple[dict[str, Any], bytes]:
-    """The manifest of one platform tree, with a message for each way it can be wrong."""
+def read_manifest_file(
+    tree: Path, arch: str, tag: str, *, rules: bool = True
+) -> tuple[dict[str, Any], bytes]:
+    """The manifest of one platform tree, with a message for each way it can be wrong.
+
+    `rules=False`: a JSON object of our schema is returned without the manifest rules
+    (`BundleSet.check_deferred` runs them); anything else is still refused here."""
     path = tree / manifest_rules.MANIFEST_REL
     label = f"Linux-{arch}"
     raw = read_small(path, limit=MAX_MANIFEST_BYTES, what="the manifest", fix=rebuild_fix(tag))
@@ -166,28 +179,35 @@ def read_manifest_file(tree: Path, arch: str, tag: str) -> tuple[dict[str, Any],
             where=str(path),
             fix=rebuild_fix(tag),
         )
+    if not rules and isinstance(data, dict):
+        return data, raw
     return manifest_rules.validate(label, data), raw
 
 
 def load_bundles(
-    out: Path, product: str, tag: str, platforms: list[str], *, listed: bool = True
+    out: Path, product: str, tag: str, platforms: list[str], *, deferred: bool = False
 ) -> BundleSet:
     """Load the bundles and check everything but the trees' content (see cvmfs.tree_check).
 
-    `listed=False` leaves the other files SHA256SUMS lists to `BundleSet.check_listed`,
-    which `cvmfs.publisher.publish` calls when it has something to publish."""
+    `deferred` leaves the manifest rules and the other files SHA256SUMS lists to
+    `BundleSet.check_deferred`, which `cvmfs.publisher.publish` calls before it opens
+    anything (a rerun that finds the release published skips them)."""
     version_dir = out / tag
     sums_path = version_dir / bundle_contract.SUMS_NAME
     sums = read_sums(sums_path, tag)
     bundles = BundleSet(product=product, tag=tag, version_dir=version_dir)
     for arch in platforms:
         tree = version_dir / f"Linux-{arch}"
-        manifest, raw = read_manifest_file(tree, arch, tag)
+        manifest, raw = read_manifest_file(tree, arch, tag, rules=not deferred)
+        if deferred:
+            bundles.unchecked.append(arch)
         if (
             manifest.get("tag") != tag
             or manifest.get("product") != product
             or manifest.get("platform") != arch
         ):
+            if deferred:  # a malformed manifest is named by the rules, which say more
+                manifest_rules.validate(f"Linux-{arch}", manifest)
             shown = [str(manifest.get(key))[:60] for key in ("product", "tag", "platform")]
             raise BadInput(
                 f"{tree} holds {shown[0]} {shown[1]} for {shown[2]}, not {product} {tag} for {arch}",
@@ -206,13 +226,13 @@ def load_bundles(
         bundles.manifests[arch] = manifest
         bundles.manifest_sha256[arch] = actual
     # Everything else SHA256SUMS lists (the tarballs) must be there and hash to its line:
-    # checked by the publisher (check_listed) when there is something to publish.
+    # checked by the publisher (check_deferred) when there is something to publish.
     for name, digest in sorted(sums.items()):
         if name.endswith(manifest_rules.MANIFEST_REL):
             arch = name.split("/", 1)[0].removeprefix("Linux-")
             if arch in bundles.manifests:
                 continue
         bundles.listed[name] = digest
-    if listed:
-        bundles.check_listed()
+    if not deferred:
+        bundles.check_deferred()
     return bundles

@@ -234,7 +234,7 @@ def publish(
     if _already_published(backend, layout, bundles, tag_name, links, result, extras, views):
         result.seconds = time.monotonic() - started
         return result
-    bundles.check_listed()
+    bundles.check_deferred()
     entries = backend.entries(layout.prefix)
     if bundles.tag in entries:
         raise BadInput(

@@ -64,8 +64,9 @@ def publish_release(
     out = (out or config.resolve_path(config.build.out)).absolute()
     # The trees' content is checked file by file by the publisher itself (in the plan, and as
     # it copies): here only what SHA256SUMS and the manifests say is loaded and checked.
-    # The tarballs SHA256SUMS lists are hashed by the publisher only when it publishes.
-    bundles = load_bundles(out, name, release_version.tag, list(config.platforms), listed=False)
+    # The manifest rules and the tarballs SHA256SUMS lists are checked by the publisher, only
+    # when it has something to publish (before anything is opened).
+    bundles = load_bundles(out, name, release_version.tag, list(config.platforms), deferred=True)
     backend = target.backend()
     layout = target.layout
     tag_name = target.tag_name(release_version.tag)

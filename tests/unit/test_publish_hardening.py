@@ -586,3 +586,26 @@ def test_a_republish_reads_no_tarball_and_a_publication_checks_them(
     hashed.clear()
     assert publish(site, NEW)["status"] == "already published"
     assert hashed == []
+
+
+def test_the_manifest_rules_run_for_a_publication_not_for_a_rerun(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rerun whose tag records these very manifests' digest (bytes the rules passed when
+    they were published) does not run the rules over every entry again; a publication runs
+    them on every platform before anything is opened (the malformed cases above)."""
+    from cvmfs import manifest_rules
+
+    checked: list[str] = []
+    real = manifest_rules.validate
+
+    def spy(label: str, data: object) -> dict[str, Any]:
+        checked.append(label)
+        return real(label, data)
+
+    monkeypatch.setattr(manifest_rules, "validate", spy)
+    assert publish(site, NEW)["status"] == "published"
+    assert sorted(checked) == ["Linux-aarch64", "Linux-x86_64"]
+    checked.clear()
+    assert publish(site, NEW)["status"] == "already published"
+    assert checked == []
