@@ -178,7 +178,8 @@ def metadata_problems(tree: Path, manifest: dict[str, Any], limit: int = 5) -> l
 
 
 def content_problems(tree: Path, entries: list[dict[str, Any]], limit: int = 5) -> list[str]:
-    """Each listed file's content against its sha256 (read without following a link)."""
+    """Each listed file against its entry, content (sha256) included, read as `check_tree`
+    reads it (no link followed), nothing copied."""
     problems: list[str] = []
     try:
         src = DirHandles(tree)
@@ -187,14 +188,9 @@ def content_problems(tree: Path, entries: list[dict[str, Any]], limit: int = 5) 
     with src:
         for entry in entries:
             try:
-                fd, _st = src.open_regular(entry["path"])
+                problems.extend(_check_file(src, entry, ANY_ARCH, None))
             except NotSafe as exc:
                 problems.append(f"{exc.rel}: {exc.what}")
-            else:
-                try:
-                    problems.extend(_read(fd, entry, ANY_ARCH, None))
-                finally:
-                    os.close(fd)
             if len(problems) >= limit:
                 break
     return problems

@@ -22,7 +22,6 @@ from types import ModuleType
 from typing import Any, BinaryIO, Literal
 
 Engine = Literal["isal", "zlib"]
-ENGINES: tuple[Engine, ...] = ("isal", "zlib")
 ISAL_MAX_LEVEL = 3
 
 

@@ -7,9 +7,10 @@ which CVMFS needs anyway), and gzip headers without a name or a wall-clock time.
 The gzip stream is made of several members (RFC 1952 allows it; gzip, tar and Python read
 them as one stream): the data of each file of MEMBER_MIN bytes or more is a member of its
 own, everything else (headers, small files) runs in members between them. A large file's
-member depends only on its bytes, the level and the deflate engine (`release.deflate`), so it
-is kept in the build cache by content and reused by the next release, where the same wheels install the same files: a
-rebuild compresses only what changed (the product itself, the headers). A cached member is
+member depends only on its bytes, the level and the deflate engine (`release.deflate`), so
+it is kept in the build cache by content and reused by the next release, where the same
+wheels install the same files: a rebuild compresses only what changed (the product itself,
+the headers). A cached member is
 used only when its gzip trailer (CRC-32 and length) matches the file read now.
 """
 

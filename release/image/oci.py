@@ -251,6 +251,7 @@ class _Tee:
 
 #: The first bytes of a file an index keeps: enough for the ELF header check.
 HEAD = 20
+INDEX_SCHEMA = "dirac-release/tree-index/1"
 
 
 def index_path(tree: Path) -> Path:
@@ -277,9 +278,6 @@ def load_index(tree: Path) -> Callable[[str, os.stat_result], tuple[str, bytes] 
         return str(found[2]), bytes.fromhex(found[3])
 
     return known
-
-
-INDEX_SCHEMA = "dirac-release/tree-index/1"
 
 
 class TreeWriter:
@@ -335,15 +333,11 @@ class TreeWriter:
     def copy_file(self, entry: Entry, source: Path) -> None:
         """A file's bytes from its source, hashed as they are copied (for the index)."""
         path = self.root / entry.name
-        digest = hashlib.sha256()
-        head: bytes | None = None
         with source.open("rb") as data, path.open("wb") as copy:
-            while chunk := data.read(1 << 20):
-                if head is None:
-                    head = chunk[:HEAD]
-                digest.update(chunk)
-                copy.write(chunk)
-            self.close_file(entry, copy, digest.hexdigest(), head or b"")
+            tee = _Tee(data, copy)
+            while tee.read(1 << 20):
+                pass
+            self.close_file(entry, copy, tee.digest.hexdigest(), tee.head or b"")
 
     def finish(self) -> None:
         for path, mode in reversed(self.dirs):
